@@ -1,0 +1,104 @@
+--- atai: the Lua client for Archetype AI's Batch Processing API.
+--
+-- The facade over `atai.core` (C: libcurl transport, JSON, errors). This
+-- file holds configuration policy (defaults, environment variables,
+-- endpoint checks), the default client and the job helpers; the endpoint
+-- functions live in `atai.api`, and waiting and pagination in their own
+-- modules.
+
+local core = require("atai.core")
+local config = require("atai.config")
+
+local atai = {}
+
+atai.VERSION = core._VERSION
+atai._VERSION = core._VERSION
+--- Array elements that were JSON `null` decode to this sentinel.
+atai.null = core.null
+atai.core = core
+
+-- Job statuses, as the API spells them.
+local STATUSES = { "PENDING", "ADMITTED", "RUNNING", "COMPLETED", "FAILED", "PREEMPTED", "CANCELLED" }
+local TERMINAL = { COMPLETED = true, FAILED = true, CANCELLED = true }
+for _, status in ipairs(STATUSES) do atai[status] = status end
+atai.STATUSES = STATUSES
+
+local function status_of(status_or_job, fname)
+  local t = type(status_or_job)
+  if t == "string" then return status_or_job end
+  if t == "table" and type(status_or_job.status) == "string" then return status_or_job.status end
+  error(("bad argument #1 to '%s' (status string or job table expected, got %s)")
+    :format(fname, t), 3)
+end
+
+--- Whether a status (or a job's status) is terminal: COMPLETED, FAILED or CANCELLED.
+function atai.is_terminal(status_or_job)
+  return TERMINAL[status_of(status_or_job, "is_terminal")] == true
+end
+
+--- Whether a status (or a job's status) is COMPLETED.
+function atai.succeeded(status_or_job)
+  return status_of(status_or_job, "succeeded") == "COMPLETED"
+end
+
+--- Creates a client: see README "Configuration" for the options.
+function atai.new(opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    error(("bad argument #1 to 'new' (options table expected, got %s)"):format(type(opts)), 2)
+  end
+  return core.new_client(config.resolve(opts or {}, "new"))
+end
+
+local default_options = {}
+local default_client
+
+--- Sets the options of the default client (the one behind atai.get_job and
+--- friends). The next call creates it anew from these options.
+function atai.configure(opts)
+  if type(opts) ~= "table" then
+    error(("bad argument #1 to 'configure' (options table expected, got %s)"):format(type(opts)), 2)
+  end
+  config.resolve(opts, "configure") -- raise now on a bad option, not at the next call
+  local copy = {}
+  for k, v in pairs(opts) do copy[k] = v end
+  default_options = copy
+  if default_client then default_client:close() end
+  default_client = nil
+end
+
+--- The default client, created on first use from atai.configure's options
+--- and the environment.
+function atai.default_client()
+  if not default_client then default_client = atai.new(default_options) end
+  return default_client
+end
+
+--- Marks a table to encode as a JSON array even when empty.
+function atai.array(t)
+  if t ~= nil and type(t) ~= "table" then
+    error(("bad argument #1 to 'array' (table expected, got %s)"):format(type(t)), 2)
+  end
+  return setmetatable(t or {}, core.array_mt)
+end
+
+--- Whether v is an atai error table (the second value of `nil, err`).
+function atai.is_error(v)
+  return type(v) == "table" and getmetatable(v) == core.error_mt
+end
+
+-- Module-level twins of the client methods, bound to the default client.
+-- Written out (no generated closures) so argument errors name the function.
+
+--- GET /batch/jobs/{id}: the job as Lua tables, or nil, err.
+function atai.get_job(id)
+  local job, err = atai.default_client():get_job(id)
+  return job, err
+end
+
+--- Any API request: body, meta ({status, headers, attempts}), or nil, err.
+function atai.request(method, path, opts)
+  local body, meta = atai.default_client():request(method, path, opts)
+  return body, meta
+end
+
+return atai

@@ -1,0 +1,51 @@
+-- spec/support/util.lua: shared helpers for the specs (any Lua 5.1-5.4/LuaJIT).
+local util = {}
+
+--- The interpreter and C module path the suite runs with (set by make test),
+--- for specs that must start a fresh process with its own environment.
+util.lua = os.getenv("ATAI_TEST_LUA") or "lua5.4"
+util.cpath = os.getenv("ATAI_TEST_CPATH") or "./build/lua5.4/?.so"
+
+--- Runs `code` in a new interpreter with `env` (name -> value, false to
+--- unset) and returns its stdout and whether it exited 0.
+function util.run_lua(code, env)
+  local script = os.tmpname()
+  local f = assert(io.open(script, "w"))
+  f:write(code)
+  f:close()
+  local parts = { "env" }
+  for name, value in pairs(env or {}) do
+    if value == false then
+      parts[#parts + 1] = "-u " .. name
+    else
+      parts[#parts + 1] = ("%s='%s'"):format(name, value)
+    end
+  end
+  parts[#parts + 1] = ("LUA_PATH='./lua/?.lua;./lua/?/init.lua;./?.lua;;' LUA_CPATH='%s;;' %s %s 2>&1")
+    :format(util.cpath, util.lua, script)
+  local p = assert(io.popen(table.concat(parts, " ")))
+  local out = p:read("*a")
+  local ok = p:close()
+  os.remove(script)
+  return out, ok == true or ok == 0
+end
+
+--- Whether this Lua has an integer subtype (5.3+).
+util.has_integers = math.type ~= nil
+
+--- Every string reachable from `v` (keys and values), for leak checks.
+function util.strings(v, out, seen)
+  out, seen = out or {}, seen or {}
+  if type(v) == "string" then
+    out[#out + 1] = v
+  elseif type(v) == "table" and not seen[v] then
+    seen[v] = true
+    for k, x in pairs(v) do
+      util.strings(k, out, seen)
+      util.strings(x, out, seen)
+    end
+  end
+  return out
+end
+
+return util

@@ -1,0 +1,51 @@
+/*
+** buffer.c: a growable byte buffer owned by a client userdata.
+**
+** Response bodies, response headers and encoded request bodies live here,
+** not in luaL_Buffers: libcurl fills them from callbacks where Lua must not
+** be called, and because the client userdata owns them, a Lua error raised
+** halfway through a request leaks nothing (__gc frees them).
+*/
+
+typedef struct Buffer {
+  char *data;
+  size_t len;
+  size_t cap;
+} Buffer;
+
+/* Makes room for `extra` more bytes; returns 0 when memory runs out. */
+static int buffer_reserve(Buffer *b, size_t extra) {
+  size_t need = b->len + extra + 1; /* +1 keeps room for a NUL */
+  size_t cap;
+  char *data;
+  if (need <= b->cap) return 1;
+  cap = b->cap ? b->cap : 4096;
+  while (cap < need) cap *= 2;
+  data = (char *)realloc(b->data, cap);
+  if (data == NULL) return 0;
+  b->data = data;
+  b->cap = cap;
+  return 1;
+}
+
+/* Appends `len` bytes; returns 0 when memory runs out. */
+static int buffer_add(Buffer *b, const char *s, size_t len) {
+  if (!buffer_reserve(b, len)) return 0;
+  memcpy(b->data + b->len, s, len);
+  b->len += len;
+  b->data[b->len] = '\0';
+  return 1;
+}
+
+/* Empties the buffer but keeps its memory for the next request. */
+static void buffer_clear(Buffer *b) {
+  b->len = 0;
+  if (b->data) b->data[0] = '\0';
+}
+
+/* Gives the memory back; idempotent. */
+static void buffer_free(Buffer *b) {
+  free(b->data);
+  b->data = NULL;
+  b->len = b->cap = 0;
+}

@@ -1,0 +1,251 @@
+/*
+** json.c: JSON to Lua tables (lua-cjson plus atai's shaping rules) and Lua
+** tables to JSON for request bodies.
+**
+** Decoding goes through a private lua-cjson instance (upvalue UV_DECODE of
+** every C function), then one walk applies atai's rules: a `null` object
+** member is dropped, a `null` array element stays as the sentinel
+** (cjson.null, a NULL light userdata), and on 5.3+ integral numbers strictly
+** within +-2^53 become integers (Debian's cjson 2.1.0 returns floats for all).
+**
+** Encoding is our own: cjson 2.1.0 prints numbers with at most 14
+** significant digits, which would corrupt 64-bit ids and counts.
+*/
+
+#define UV_DECODE 1        /* upvalue: decode function of a cjson.new() */
+#define JSON_MAX_DEPTH 200 /* nesting accepted in a request body */
+#define JSON_EXACT_INT 9007199254740992.0 /* 2^53 */
+
+/* ======================================================================
+** Decoding
+** ====================================================================== */
+
+#if LUA_VERSION_NUM >= 503
+/* Replaces t[k] by an integer when the float value v is integral.
+** Stack: ... t k v (v on top); leaves it unchanged. */
+static void json_integerize(lua_State *L) {
+  lua_Number n;
+  if (lua_isinteger(L, -1)) return;
+  n = lua_tonumber(L, -1);
+  /* Strictly inside +-2^53: 2^53 itself may be the rounding of 2^53 + 1. */
+  if (n != n || n <= -JSON_EXACT_INT || n >= JSON_EXACT_INT) return;
+  if ((lua_Number)(lua_Integer)n != n) return;
+  lua_pushvalue(L, -2);
+  lua_pushinteger(L, (lua_Integer)n);
+  lua_rawset(L, -5); /* assigning an existing field is allowed mid-next */
+}
+#endif
+
+/* Applies the table rules, in place, to the value on top of the stack. */
+static void json_shape(lua_State *L) {
+  if (lua_type(L, -1) != LUA_TTABLE) return;
+  luaL_checkstack(L, 4, "JSON nested too deeply");
+  lua_pushnil(L);
+  while (lua_next(L, -2)) { /* t k v */
+    switch (lua_type(L, -1)) {
+      case LUA_TLIGHTUSERDATA:
+        /* A null member of an object (string key) is dropped; a null
+        ** array element (integer key) keeps its place as the sentinel. */
+        if (lua_touserdata(L, -1) == NULL && lua_type(L, -2) == LUA_TSTRING) {
+          lua_pushvalue(L, -2);
+          lua_pushnil(L);
+          lua_rawset(L, -5); /* clearing a field is allowed mid-next */
+        }
+        break;
+#if LUA_VERSION_NUM >= 503
+      case LUA_TNUMBER: json_integerize(L); break;
+#endif
+      case LUA_TTABLE: json_shape(L); break;
+      default: break;
+    }
+    lua_pop(L, 1);
+  }
+}
+
+/* Decodes `len` bytes of JSON. On success pushes the shaped value and
+** returns 1; on malformed input pushes cjson's message and returns 0. */
+static int json_decode(lua_State *L, const char *data, size_t len) {
+  lua_pushvalue(L, lua_upvalueindex(UV_DECODE));
+  lua_pushlstring(L, data, len);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    if (lua_type(L, -1) != LUA_TSTRING) {
+      lua_pop(L, 1);
+      lua_pushliteral(L, "invalid JSON");
+    }
+    return 0;
+  }
+  json_shape(L);
+  return 1;
+}
+
+/* ======================================================================
+** Encoding (request bodies)
+** ====================================================================== */
+
+typedef struct JsonOut {
+  lua_State *L;
+  Buffer *buf;
+  const char *what; /* names the argument in error messages */
+} JsonOut;
+
+static void json_put(JsonOut *o, const char *s, size_t len) {
+  if (!buffer_add(o->buf, s, len)) luaL_error(o->L, "not enough memory");
+}
+
+#define json_putlit(o, s) json_put((o), (s), sizeof(s) - 1)
+
+static void json_put_string(JsonOut *o, const char *s, size_t len) {
+  static const char hex[] = "0123456789abcdef";
+  size_t i, run = 0;
+  json_putlit(o, "\"");
+  for (i = 0; i < len; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    char esc[6] = {'\\', 'u', '0', '0', 0, 0};
+    size_t esc_len = 2;
+    if (ch >= 0x20 && ch != '"' && ch != '\\') continue;
+    json_put(o, s + run, i - run);
+    run = i + 1;
+    switch (ch) {
+      case '"': esc[1] = '"'; break;
+      case '\\': esc[1] = '\\'; break;
+      case '\n': esc[1] = 'n'; break;
+      case '\r': esc[1] = 'r'; break;
+      case '\t': esc[1] = 't'; break;
+      case '\b': esc[1] = 'b'; break;
+      case '\f': esc[1] = 'f'; break;
+      default:
+        esc[4] = hex[ch >> 4];
+        esc[5] = hex[ch & 15];
+        esc_len = 6;
+    }
+    json_put(o, esc, esc_len);
+  }
+  json_put(o, s + run, len - run);
+  json_putlit(o, "\"");
+}
+
+/* Writes the number at idx into `out` as JSON and query strings want it:
+** integers (and integral floats within +-2^53) without a fraction, other
+** floats as the shortest of %.15g/%.17g that reads back exactly. Returns
+** the length, or -1 for NaN and infinities, which JSON cannot hold. */
+static int format_number(lua_State *L, int idx, char *out, size_t size) {
+  lua_Number x;
+#if LUA_VERSION_NUM >= 503
+  if (lua_isinteger(L, idx))
+    return snprintf(out, size, LUA_INTEGER_FMT, (LUAI_UACINT)lua_tointeger(L, idx));
+#endif
+  x = lua_tonumber(L, idx);
+  if (x != x || x > DBL_MAX || x < -DBL_MAX) return -1;
+  if (x >= -JSON_EXACT_INT && x <= JSON_EXACT_INT && x == (lua_Number)(long long)x)
+    return snprintf(out, size, "%lld", (long long)x);
+  if (snprintf(out, size, "%.15g", (double)x) > 0 && strtod(out, NULL) == (double)x)
+    return (int)strlen(out);
+  return snprintf(out, size, "%.17g", (double)x);
+}
+
+static void json_put_number(JsonOut *o, int idx) {
+  char num[64];
+  int n = format_number(o->L, idx, num, sizeof num);
+  if (n < 0) luaL_error(o->L, "%s: cannot encode NaN or infinity as JSON", o->what);
+  json_put(o, num, (size_t)n);
+}
+
+static void json_put_value(JsonOut *o, int idx, int depth);
+
+/* Length n when the table at idx is a non-empty sequence 1..n (or is marked
+** with atai.array()), else -1: it is then written as an object. */
+static lua_Integer json_array_length(lua_State *L, int idx) {
+  lua_Integer n = (lua_Integer)lua_rawlen(L, idx), keys = 0;
+  int marked = 0;
+  if (lua_getmetatable(L, idx)) {
+    luaL_getmetatable(L, "atai.array");
+    marked = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+  }
+  if (n == 0 && !marked) return -1;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TNUMBER) { lua_pop(L, 1); return -1; }
+    keys++;
+  }
+  return keys == n ? n : -1;
+}
+
+static void json_put_table(JsonOut *o, int idx, int depth) {
+  lua_State *L = o->L;
+  lua_Integer i, n;
+  int first = 1;
+  if (depth > JSON_MAX_DEPTH)
+    luaL_error(L, "%s: nested deeper than %d levels (a cycle?)", o->what, JSON_MAX_DEPTH);
+  luaL_checkstack(L, 4, "JSON nested too deeply");
+  n = json_array_length(L, idx);
+  if (n >= 0) {
+    json_putlit(o, "[");
+    for (i = 1; i <= n; i++) {
+      if (i > 1) json_putlit(o, ",");
+      lua_rawgeti(L, idx, (int)i);
+      json_put_value(o, lua_gettop(L), depth + 1);
+      lua_pop(L, 1);
+    }
+    json_putlit(o, "]");
+    return;
+  }
+  json_putlit(o, "{");
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    size_t klen;
+    const char *k;
+    int kt = lua_type(L, -2);
+    if (kt != LUA_TSTRING && kt != LUA_TNUMBER)
+      luaL_error(L, "%s: object keys must be strings, not %s", o->what, lua_typename(L, kt));
+    if (!first) json_putlit(o, ",");
+    first = 0;
+    lua_pushvalue(L, -2); /* tolstring on a copy: never convert the key lua_next needs */
+    k = lua_tolstring(L, -1, &klen);
+    json_put_string(o, k, klen);
+    lua_pop(L, 1);
+    json_putlit(o, ":");
+    json_put_value(o, lua_gettop(L), depth + 1);
+    lua_pop(L, 1);
+  }
+  json_putlit(o, "}");
+}
+
+static void json_put_value(JsonOut *o, int idx, int depth) {
+  size_t len;
+  const char *s;
+  switch (lua_type(o->L, idx)) {
+    case LUA_TNIL: json_putlit(o, "null"); break;
+    case LUA_TBOOLEAN:
+      if (lua_toboolean(o->L, idx)) json_putlit(o, "true");
+      else json_putlit(o, "false");
+      break;
+    case LUA_TNUMBER: json_put_number(o, idx); break;
+    case LUA_TSTRING:
+      s = lua_tolstring(o->L, idx, &len);
+      json_put_string(o, s, len);
+      break;
+    case LUA_TTABLE: json_put_table(o, idx, depth); break;
+    case LUA_TLIGHTUSERDATA:
+      if (lua_touserdata(o->L, idx) == NULL) { /* atai.null / cjson.null */
+        json_putlit(o, "null");
+        break;
+      }
+      /* fall through */
+    default:
+      luaL_error(o->L, "%s: cannot encode a %s as JSON", o->what,
+                 luaL_typename(o->L, idx));
+  }
+}
+
+/* Encodes the value at idx into buf (cleared first); raises on values
+** JSON cannot hold, naming `what`. */
+static void json_encode(lua_State *L, int idx, Buffer *buf, const char *what) {
+  JsonOut o;
+  o.L = L;
+  o.buf = buf;
+  o.what = what;
+  buffer_clear(buf);
+  json_put_value(&o, lua_absindex(L, idx), 0);
+}
