@@ -498,9 +498,16 @@ static int request_finish(lua_State *L, Client *c, const Request *r, Expect expe
 ** Argument checks: they raise before any I/O
 ** ====================================================================== */
 
+/* Raises "bad argument #n to 'fname' (msg)" for argument idx of a client
+** method, counting from after self. Unlike luaL_argerror it does not guess
+** the name from the call site, which is '?' for client[name](client, ...). */
+static int arg_error(lua_State *L, int idx, const char *fname, const char *msg) {
+  return luaL_error(L, "bad argument #%d to '%s' (%s)", idx - 1, fname, msg);
+}
+
 static Client *check_client(lua_State *L, int idx) {
   Client *c = (Client *)luaL_checkudata(L, idx, CLIENT_MT);
-  if (c->closed) luaL_argerror(L, idx, "attempt to use a closed atai client");
+  if (c->closed) luaL_error(L, "attempt to use a closed atai client");
   return c;
 }
 
@@ -522,16 +529,16 @@ static const char *id_problem(lua_State *L, const char *id, size_t len) {
   return NULL;
 }
 
-/* Raises unless argument idx is a valid id; `name` names it in the error. */
-static const char *check_id(lua_State *L, int idx, const char *name) {
+/* Raises unless argument idx of method `fname` is a valid id. */
+static const char *check_id(lua_State *L, int idx, const char *fname) {
   size_t len;
   const char *id, *why;
   if (lua_type(L, idx) != LUA_TSTRING)
-    luaL_argerror(L, idx, lua_pushfstring(L, "%s: string expected, got %s", name,
-                                          luaL_typename(L, idx)));
+    arg_error(L, idx, fname, lua_pushfstring(L, "id: string expected, got %s",
+                                              luaL_typename(L, idx)));
   id = lua_tolstring(L, idx, &len);
   why = id_problem(L, id, len);
-  if (why) luaL_argerror(L, idx, lua_pushfstring(L, "%s: %s", name, why));
+  if (why) arg_error(L, idx, fname, lua_pushfstring(L, "id: %s", why));
   return id;
 }
 
@@ -565,7 +572,7 @@ static int client_unusable(lua_State *L, Client *c) {
 /* client:get_job(id) -> job | nil, err: GET {endpoint}/batch/jobs/{id}. */
 static int l_client_get_job(lua_State *L) {
   Client *c = check_client(L, 1);
-  const char *id = check_id(L, 2, "id");
+  const char *id = check_id(L, 2, "get_job");
   Request r;
   lua_settop(L, 2);
   if (client_unusable(L, c)) return 2;
@@ -726,26 +733,43 @@ static int opt_table(lua_State *L, int opts, const char *field) {
 ** (the query goes in opts.query). */
 static const char *check_path(lua_State *L, int idx) {
   size_t len, i;
-  const char *path = luaL_checklstring(L, idx, &len);
-  luaL_argcheck(L, len > 0 && path[0] == '/', idx, "path must start with '/'");
+  const char *path;
+  if (lua_type(L, idx) != LUA_TSTRING)
+    arg_error(L, idx, "request", lua_pushfstring(L, "path: string expected, got %s",
+                                                  luaL_typename(L, idx)));
+  path = lua_tolstring(L, idx, &len);
+  if (len == 0 || path[0] != '/') arg_error(L, idx, "request", "path must start with '/'");
   for (i = 0; i < len; i++) {
     unsigned char ch = (unsigned char)path[i];
     if (ch <= ' ' || ch >= 0x7f || ch == '?' || ch == '#')
-      luaL_argerror(L, idx, lua_pushfstring(L, "path: invalid byte at position %d (put the "
-                                                "query in opts.query)", (int)i + 1));
+      arg_error(L, idx, "request", lua_pushfstring(L, "path: invalid byte at position %d (put "
+                                                      "the query in opts.query)", (int)i + 1));
   }
   return path;
+}
+
+/* The HTTP method, one of request_methods (uppercase). */
+static const char *check_method(lua_State *L, int idx) {
+  const char *method = lua_type(L, idx) == LUA_TSTRING ? lua_tostring(L, idx) : NULL;
+  int i;
+  for (i = 0; method && request_methods[i]; i++)
+    if (strcmp(method, request_methods[i]) == 0) return request_methods[i];
+  arg_error(L, idx, "request",
+            lua_pushfstring(L, "method: one of GET POST PUT PATCH DELETE HEAD expected, got %s",
+                            method ? method : luaL_typename(L, idx)));
+  return NULL;
 }
 
 /* client:request(method, path [, opts]) -> body, meta | nil, err
 ** opts: query, body, headers, idempotent, max_retries. */
 static int l_client_request(lua_State *L) {
   Client *c = check_client(L, 1);
-  const char *method = request_methods[luaL_checkoption(L, 2, NULL, request_methods)];
+  const char *method = check_method(L, 2);
   const char *path = check_path(L, 3);
   int opts = lua_isnoneornil(L, 4) ? 0 : 4, query = 0, headers = 0, idempotent;
   Request r;
-  if (opts) luaL_checktype(L, 4, LUA_TTABLE);
+  if (opts && !lua_istable(L, 4))
+    arg_error(L, 4, "request", lua_pushfstring(L, "opts: table expected, got %s", luaL_typename(L, 4)));
   lua_settop(L, 4);
   idempotent = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
   r.method = method;
@@ -756,15 +780,14 @@ static int l_client_request(lua_State *L) {
     headers = opt_table(L, opts, "headers");
     lua_getfield(L, opts, "idempotent");
     if (!lua_isnil(L, -1)) {
-      luaL_argcheck(L, lua_type(L, -1) == LUA_TBOOLEAN, 4, "opts.idempotent: boolean expected");
+      if (lua_type(L, -1) != LUA_TBOOLEAN) arg_error(L, 4, "request", "opts.idempotent: boolean expected");
       idempotent = lua_toboolean(L, -1);
     }
     lua_getfield(L, opts, "max_retries");
     if (!lua_isnil(L, -1)) {
       lua_Number n = lua_tonumber(L, -1);
-      luaL_argcheck(L, lua_type(L, -1) == LUA_TNUMBER && n >= 0 && n <= 100 &&
-                           n == (lua_Number)(int)n,
-                    4, "opts.max_retries: integer from 0 to 100 expected");
+      if (!(lua_type(L, -1) == LUA_TNUMBER && n >= 0 && n <= 100 && n == (lua_Number)(int)n))
+        arg_error(L, 4, "request", "opts.max_retries: integer from 0 to 100 expected");
       r.max_retries = (int)n;
     }
     lua_getfield(L, opts, "body");
@@ -1066,6 +1089,8 @@ int luaopen_atai_core(lua_State *L) {
   lua_setfield(L, -2, "Client"); /* methods, so the Lua layer can add its own */
   lua_pushliteral(L, ATAI_VERSION);
   lua_setfield(L, -2, "_VERSION");
+  lua_pushliteral(L, LUA_VERSION); /* the Lua this module was compiled for */
+  lua_setfield(L, -2, "_LUA_VERSION");
   lua_pushlightuserdata(L, NULL);
   lua_setfield(L, -2, "null");
   luaL_getmetatable(L, ARRAY_MT);

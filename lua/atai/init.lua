@@ -1,13 +1,38 @@
 --- atai: the Lua client for Archetype AI's Batch Processing API.
 --
 -- The facade over `atai.core` (C: libcurl transport, JSON, errors). This
--- file holds configuration policy (defaults, environment variables,
--- endpoint checks), the default client and the job helpers; the endpoint
--- functions live in `atai.api`, and waiting and pagination in their own
--- modules.
+-- file holds the default client, the module-level functions and the job
+-- helpers. Configuration policy is in `atai.config`, the endpoints in
+-- `atai.api`, pagination in `atai.pages`, waiting in `atai.wait`.
 
-local core = require("atai.core")
-local config = require("atai.config")
+local config -- loaded once atai.core is known to fit this Lua
+
+-- Loads atai.core, turning the dynamic linker's "undefined symbol" (a module
+-- built for another Lua, e.g. 5.4's in Neovim's LuaJIT) into advice.
+local function load_core()
+  local ok, core = pcall(require, "atai.core")
+  local running = (rawget(_G, "jit") and jit.version) or _VERSION
+  if not ok then
+    if tostring(core):find("undefined symbol", 1, true) then
+      error(("atai.core was built for a different Lua than this %s: rebuild it for this "
+        .. "interpreter (make LUA=%s, or luarocks --lua-version=%s install atai)\n%s")
+        :format(running, rawget(_G, "jit") and "luajit" or "lua" .. _VERSION:match("%d+%.%d+"),
+          _VERSION:match("%d+%.%d+"), tostring(core)), 0)
+    end
+    error(core, 0)
+  end
+  if core._LUA_VERSION ~= _VERSION then
+    error(("atai.core was built for %s but is running under %s: rebuild it for this interpreter")
+      :format(tostring(core._LUA_VERSION), running), 0)
+  end
+  return core
+end
+
+local core = load_core()
+config = require("atai.config")
+local api = require("atai.api") -- adds the endpoint methods to atai.Client
+local pages = require("atai.pages")
+local wait = require("atai.wait") -- adds client:wait_job
 
 local atai = {}
 
@@ -100,5 +125,19 @@ function atai.request(method, path, opts)
   local body, meta = atai.default_client():request(method, path, opts)
   return body, meta
 end
+
+-- The Lua-implemented methods name themselves in their argument errors, so
+-- their default-client twins can be generated.
+local function bind(name)
+  atai[name] = function(...)
+    local client = atai.default_client()
+    return client[name](client, ...)
+  end
+end
+for _, name in ipairs(api.BOUND) do bind(name) end
+bind("wait_job")
+
+atai.progress = wait.progress
+atai.collect = pages.collect
 
 return atai

@@ -14,12 +14,11 @@ function util.run_lua(code, env)
   f:write(code)
   f:close()
   local parts = { "env" }
+  for name, value in pairs(env or {}) do -- env takes its -u options first
+    if value == false then table.insert(parts, 2, "-u " .. name) end
+  end
   for name, value in pairs(env or {}) do
-    if value == false then
-      parts[#parts + 1] = "-u " .. name
-    else
-      parts[#parts + 1] = ("%s='%s'"):format(name, value)
-    end
+    if value ~= false then parts[#parts + 1] = ("%s='%s'"):format(name, value) end
   end
   parts[#parts + 1] = ("LUA_PATH='./lua/?.lua;./lua/?/init.lua;./?.lua;;' LUA_CPATH='%s;;' %s %s 2>&1")
     :format(util.cpath, util.lua, script)
@@ -44,6 +43,21 @@ function util.strings(v, out, seen)
       util.strings(k, out, seen)
       util.strings(x, out, seen)
     end
+  end
+  return out
+end
+
+--- Parses a raw query string into name -> list of decoded values.
+function util.parse_query(raw)
+  local out = {}
+  for pair in (raw or ""):gmatch("[^&]+") do
+    local k, v = pair:match("^([^=]*)=?(.*)$")
+    local function unescape(s)
+      return (s:gsub("+", " "):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+    end
+    k, v = unescape(k), unescape(v)
+    out[k] = out[k] or {}
+    table.insert(out[k], v)
   end
   return out
 end

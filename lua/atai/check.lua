@@ -1,0 +1,62 @@
+--- atai.check: argument checks shared by the endpoint functions. Each raises
+-- "bad argument #n to 'fname' (...)" before any request is sent.
+
+local core = require("atai.core")
+
+local check = {}
+
+local function is_number(v) return type(v) == "number" and v == v and v > -math.huge and v < math.huge end
+
+--- Raises an argument error in the style of luaL_argerror, blaming the
+--- caller of the API function.
+function check.fail(fname, n, msg)
+  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), 4)
+end
+
+--- A job or pipeline id, by atai.core's rule (the one get_job applies).
+function check.id(fname, n, value, name)
+  local why = core.id_problem(value)
+  if why then check.fail(fname, n, (name or "id") .. ": " .. why) end
+  return value
+end
+
+-- Kinds of filter field: how to check one, and what it expects.
+local FIELD_KINDS = {
+  string = { "non-empty string", function(v) return type(v) == "string" and v ~= "" end },
+  count = { "integer >= 0", function(v) return is_number(v) and v >= 0 and v == math.floor(v) end },
+  limit = { "integer >= 1", function(v) return is_number(v) and v >= 1 and v == math.floor(v) end },
+  strings = { "string or list of strings", function(v)
+    if type(v) == "string" then return v ~= "" end
+    if type(v) ~= "table" or #v == 0 then return false end
+    for k, s in pairs(v) do
+      if type(k) ~= "number" or type(s) ~= "string" or s == "" then return false end
+    end
+    return true
+  end },
+  order = { "'asc' or 'desc'", function(v) return v == "asc" or v == "desc" end },
+}
+
+--- Checks the optional filter table (argument n) against `fields`
+--- (name -> kind) and returns a fresh query table.
+function check.filter(fname, n, filter, fields)
+  local query = {}
+  if filter == nil then return query end
+  if type(filter) ~= "table" then check.fail(fname, n, "filter table expected, got " .. type(filter)) end
+  for name, value in pairs(filter) do
+    local kind = fields[name]
+    if not kind then
+      local known = {}
+      for k in pairs(fields) do known[#known + 1] = k end
+      table.sort(known)
+      check.fail(fname, n, ("unknown filter '%s' (known: %s)"):format(tostring(name), table.concat(known, ", ")))
+    end
+    local spec = FIELD_KINDS[kind]
+    if not spec[2](value) then
+      check.fail(fname, n, ("%s: %s expected, got %s"):format(name, spec[1], type(value)))
+    end
+    query[name] = value
+  end
+  return query
+end
+
+return check
