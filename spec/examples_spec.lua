@@ -1,0 +1,69 @@
+-- spec/examples_spec.lua: every script in examples/ runs against the fake API.
+local server = require("spec.support.server")
+local util = require("spec.support.util")
+
+local SEED = "job_2abc3def4ghi5jkl6mno7pqr"
+
+describe("examples", function()
+  local srv
+  setup(function() srv = server.start() end)
+  teardown(function() srv:stop() end)
+  before_each(function() srv:reset() end)
+
+  -- Runs examples/<name> with args against the fake server.
+  local function run(name, args, extra_env)
+    local env = { ATAI_API_KEY = srv.key, ATAI_API_ENDPOINT = srv.endpoint, POLL_INTERVAL = "0.01" }
+    for k, v in pairs(extra_env or {}) do env[k] = v end
+    local code = ("arg = { %s }\ndofile('examples/%s')"):format(
+      table.concat((function()
+        local quoted = {}
+        for i, a in ipairs(args) do quoted[i] = ("%q"):format(a) end
+        return quoted
+      end)(), ", "), name)
+    return util.run_lua(code, env)
+  end
+
+  it("get_job.lua prints the job", function()
+    local out, ok = run("get_job.lua", { SEED })
+    assert.is_true(ok, out)
+    assert.is_truthy(out:find(SEED .. "  COMPLETED", 1, true), out)
+    assert.is_truthy(out:find('model_type = "omega_1_4_base"', 1, true), out)
+  end)
+
+  it("get_job.lua reports an error and fails", function()
+    local out, ok = run("get_job.lua", { "job_missing" })
+    assert.is_false(ok)
+    assert.is_truthy(out:find("atai not_found error (HTTP 404)", 1, true), out)
+  end)
+
+  it("list_running.lua lists RUNNING jobs with progress", function()
+    local out, ok = run("list_running.lua", {})
+    assert.is_true(ok, out)
+    assert.is_truthy(out:find("job_running", 1, true), out)
+    assert.is_truthy(out:find("%d+%% %(%d+/%d+ inputs%)"), out)
+    assert.is_truthy(out:find("1 job(s) RUNNING", 1, true), out)
+  end)
+
+  it("create_and_wait.lua creates, shows progress and finishes", function()
+    local out, ok = run("create_and_wait.lua", { "machine-state-classification", "worker.inference", "a.csv", "b.csv" })
+    assert.is_true(ok, out)
+    assert.is_truthy(out:find("created job_", 1, true), out)
+    assert.is_truthy(out:find("100%", 1, true), out)
+    assert.is_truthy(out:find("finished: COMPLETED", 1, true), out)
+  end)
+
+  it("failed_events.lua shows why a job failed", function()
+    local out, ok = run("failed_events.lua", { "job_failed" })
+    assert.is_true(ok, out)
+    assert.is_truthy(out:find("job_failed  FAILED", 1, true), out)
+    assert.is_truthy(out:find("FAILED ", 1, true), out)
+    assert.is_truthy(out:find("failure event(s)", 1, true), out)
+  end)
+
+  it("output_urls.lua lists every output URL across pages", function()
+    local out, ok = run("output_urls.lua", { SEED })
+    assert.is_true(ok, out)
+    assert.is_truthy(out:find("25 output(s)", 1, true), out)
+    assert.is_truthy(out:find("https://", 1, true), out)
+  end)
+end)
