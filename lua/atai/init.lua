@@ -34,6 +34,7 @@ local api = require("atai.api") -- adds the endpoint methods to atai.Client
 local pages = require("atai.pages")
 local wait = require("atai.wait") -- adds client:wait_job
 
+---@class atai
 local atai = {}
 
 atai.VERSION = core._VERSION

@@ -1,0 +1,361 @@
+---@meta
+--- atai.types: LuaLS (lua-language-server) annotations for atai's public API
+-- and the shapes of what it returns, for completion and type hints in
+-- Neovim and other editors (LuaLS reads it from the installed tree or the
+-- plugin's lua/ folder). Nothing requires it at run time: it holds stubs.
+
+---@alias atai.Status "PENDING"|"ADMITTED"|"RUNNING"|"COMPLETED"|"FAILED"|"PREEMPTED"|"CANCELLED"
+
+---@alias atai.ErrorKind "auth"|"permission"|"not_found"|"conflict"|"invalid_request"|"too_large"|"rate_limited"|"server"|"http"|"timeout"|"network"|"decode"|"config"
+
+---@class atai.InputProgress
+---@field pending integer
+---@field processing integer
+---@field completed integer
+---@field failed integer
+
+---@class atai.Job
+---@field id string
+---@field org_id string
+---@field name string
+---@field pipeline_type string   "batch" or "training"
+---@field pipeline_key string
+---@field pipeline_version string
+---@field status atai.Status
+---@field parameters table<string, any>
+---@field retry_count integer
+---@field preemption_count integer
+---@field queue_position? integer  absent when not queued
+---@field queue_depth? integer
+---@field input_progress? atai.InputProgress  absent on write-path responses
+---@field created_at string
+---@field updated_at string
+---@field started_at? string
+---@field completed_at? string
+---@field failed_at? string
+---@field cancelled_at? string
+---@field error? table
+
+---@class atai.Error
+---@field kind atai.ErrorKind
+---@field status? integer        HTTP status, when there was a response
+---@field message string
+---@field code? string           the API's error code
+---@field error_uid? string      quote it to Archetype AI support
+---@field suggestion? string
+---@field errors? table[]        every entry of the API's `errors` array
+---@field body? string           at most 4 KiB of the response body
+---@field retryable boolean      whether another attempt could succeed
+---@field attempts? integer      attempts made, retries included
+---@field method? string
+---@field url? string
+---@field curl_code? integer     libcurl's CURLcode, for transport errors
+---@field retry_after? number    seconds asked by Retry-After
+---@field job? atai.Job          wait_job timeout: the last job seen
+
+---@class atai.Options
+---@field api_key? string            default: $ATAI_API_KEY
+---@field endpoint? string           default: $ATAI_API_ENDPOINT or https://api.u1.archetypeai.app/v0.5
+---@field timeout? number            seconds per attempt (60)
+---@field connect_timeout? number    seconds (10)
+---@field max_retries? integer       retries of a retryable failure (2)
+---@field retry_backoff? number      first backoff delay in seconds (0.5)
+---@field retry_backoff_max? number  longest backoff delay (8)
+---@field ca_file? string            CA bundle to verify the server with
+---@field ca_path? string            directory of CA certificates
+---@field proxy? string              proxy URL
+---@field user_agent? string         prepended to atai's User-Agent
+---@field max_response_bytes? integer  body size cap (64 MiB)
+---@field on_retry? fun(info: atai.RetryInfo)
+
+---@class atai.RetryInfo
+---@field attempt integer   the attempt that failed
+---@field delay number      seconds before the next one
+---@field kind atai.ErrorKind
+---@field status? integer
+---@field method string
+---@field url string
+
+---@class atai.RequestOptions
+---@field query? table<string, string|number|boolean|(string|number)[]>
+---@field body? any          encoded as JSON
+---@field headers? table<string, string>
+---@field idempotent? boolean  retry like a GET (default: only GET and HEAD)
+---@field max_retries? integer
+
+---@class atai.Meta
+---@field status integer
+---@field headers table<string, string>  lowercase names
+---@field attempts integer
+
+---@class atai.Page
+---@field total integer
+---@field offset integer
+---@field limit integer
+---@field job_id? string
+
+---@class atai.JobPage: atai.Page
+---@field jobs atai.Job[]
+
+---@class atai.JobSpec
+---@field name string
+---@field pipeline_type string
+---@field pipeline_key string
+---@field pipeline_version? string
+---@field inputs? table<string, {file_id: string, metadata?: table}[]>
+---@field parameters? table<string, {parallelism?: integer, config?: table}>
+
+---@class atai.WaitOptions
+---@field interval? number       first pause between polls, seconds (2)
+---@field max_interval? number   longest pause (30)
+---@field timeout? number        give up after this many seconds (none)
+---@field on_update? fun(job: atai.Job)
+---@field on_error? fun(err: atai.Error)
+
+---@class atai.Progress
+---@field done integer
+---@field total integer
+---@field percent number
+---@field completed integer
+---@field failed integer
+---@field processing integer
+---@field pending integer
+
+---@class atai.Traces
+---@field not_modified boolean
+---@field etag? string
+---@field job_id? string
+---@field bucket_seconds? number
+---@field latest_event_at? string
+---@field points? table[]
+
+---@alias atai.Iterator<T> fun(): T|false|nil, atai.Error?
+
+---@class atai.Client
+local Client = {}
+
+---@param id string
+---@return atai.Job|nil job
+---@return atai.Error|nil err
+function Client:get_job(id) end
+
+---@param method "GET"|"POST"|"PUT"|"PATCH"|"DELETE"|"HEAD"
+---@param path string   under the endpoint, e.g. "/batch/jobs"
+---@param opts? atai.RequestOptions
+---@return any|nil body
+---@return atai.Meta|atai.Error meta_or_err
+function Client:request(method, path, opts) end
+
+--- Frees the connection and buffers; also on garbage collection and `<close>`.
+function Client:close() end
+
+---@param filter? {pipeline_type?: string, status?: atai.Status, q?: string, offset?: integer, limit?: integer}
+---@return atai.JobPage|nil page
+---@return atai.Error|nil err
+function Client:list_jobs(filter) end
+
+---@param filter? {pipeline_type?: string, status?: atai.Status, q?: string, offset?: integer, limit?: integer}
+---@return atai.Iterator<atai.Job>
+function Client:each_job(filter) end
+
+---@param spec atai.JobSpec
+---@return atai.Job|nil job
+---@return atai.Error|nil err
+function Client:create_job(spec) end
+
+---@param id string
+---@return {id: string, status: atai.Status, cancelled_at?: string}|atai.Job|nil result
+---@return atai.Error|nil err
+function Client:cancel_job(id) end
+
+---@param id string
+---@return {id: string, status: atai.Status, retry_count?: integer}|atai.Job|nil result
+---@return atai.Error|nil err
+function Client:retry_job(id) end
+
+---@param id string
+---@return {id: string, deleted: boolean}|nil result
+---@return atai.Error|nil err
+function Client:delete_job(id) end
+
+---@return {queues: {pipeline_type: string, depth: integer}[]}|nil queue
+---@return atai.Error|nil err
+function Client:queue() end
+
+---@param id string
+---@param filter? {level?: string, event_type?: string, input_id?: string, offset?: integer, limit?: integer}
+---@return atai.Page|nil page  with `events`
+---@return atai.Error|nil err
+function Client:job_events(id, filter) end
+
+---@param id string
+---@param filter? {level?: string, event_type?: string, input_id?: string, offset?: integer, limit?: integer}
+---@return atai.Iterator<table>
+function Client:each_event(id, filter) end
+
+---@param id string
+---@param filter? {kind?: string, input_id?: string, offset?: integer, limit?: integer}
+---@return atai.Page|nil page  with `entries`
+---@return atai.Error|nil err
+function Client:job_progress(id, filter) end
+
+---@param id string
+---@param filter? {kind?: string, input_id?: string, offset?: integer, limit?: integer}
+---@return atai.Iterator<table>
+function Client:each_progress(id, filter) end
+
+---@param id string
+---@param filter? {port_name?: string, status?: string, offset?: integer, limit?: integer}
+---@return atai.Page|nil page  with `inputs`
+---@return atai.Error|nil err
+function Client:job_inputs(id, filter) end
+
+---@param id string
+---@param filter? {port_name?: string, status?: string, offset?: integer, limit?: integer}
+---@return atai.Iterator<table>
+function Client:each_input(id, filter) end
+
+---@param id string
+---@param filter? {port_name?: string, status?: string|string[], order?: "asc"|"desc", offset?: integer, limit?: integer}
+---@return atai.Page|nil page  with `items`
+---@return atai.Error|nil err
+function Client:job_inputs_progress(id, filter) end
+
+---@param id string
+---@param filter? {port_name?: string, status?: string|string[], order?: "asc"|"desc", offset?: integer, limit?: integer}
+---@return atai.Iterator<table>
+function Client:each_input_progress(id, filter) end
+
+---@param id string
+---@param filter? {port_name?: string}
+---@return {job_id: string, pending: integer, processing: integer, completed: integer, failed: integer}|nil counts
+---@return atai.Error|nil err
+function Client:job_input_counts(id, filter) end
+
+---@param id string
+---@param opts? {buckets?: integer, etag?: string}
+---@return atai.Traces|nil traces
+---@return atai.Error|nil err
+function Client:job_input_traces(id, opts) end
+
+---@param id string
+---@param filter? {port_name?: string, input_id?: string, offset?: integer, limit?: integer}
+---@return atai.Page|nil page  with `outputs`
+---@return atai.Error|nil err
+function Client:job_outputs(id, filter) end
+
+---@param id string
+---@param filter? {port_name?: string, input_id?: string, offset?: integer, limit?: integer}
+---@return atai.Iterator<table>
+function Client:each_output(id, filter) end
+
+---@param filter? {pipeline_type?: string, visibility?: string, status?: string, offset?: integer, limit?: integer}
+---@return atai.Page|nil page  with `pipelines`
+---@return atai.Error|nil err
+function Client:pipelines(filter) end
+
+---@param filter? {pipeline_type?: string, visibility?: string, status?: string, offset?: integer, limit?: integer}
+---@return atai.Iterator<table>
+function Client:each_pipeline(filter) end
+
+---@param id string   a pipeline id (ppl_...), not its key
+---@return table|nil pipeline
+---@return atai.Error|nil err
+function Client:pipeline(id) end
+
+---@param id string
+---@return table|nil schema
+---@return atai.Error|nil err
+function Client:pipeline_schema(id) end
+
+---@param key string  a pipeline_key such as "machine-state-classification"
+---@param filter? {pipeline_type?: string, visibility?: string, status?: string, limit?: integer}
+---@return table|nil pipeline
+---@return atai.Error|nil err
+function Client:find_pipeline(key, filter) end
+
+---@param id string
+---@param opts? atai.WaitOptions
+---@return atai.Job|nil job  the terminal job, whatever its status
+---@return atai.Error|nil err
+function Client:wait_job(id, opts) end
+
+---@class atai
+---@field VERSION string
+---@field null lightuserdata  a JSON null inside an array
+---@field PENDING "PENDING"
+---@field ADMITTED "ADMITTED"
+---@field RUNNING "RUNNING"
+---@field COMPLETED "COMPLETED"
+---@field FAILED "FAILED"
+---@field PREEMPTED "PREEMPTED"
+---@field CANCELLED "CANCELLED"
+---@field STATUSES atai.Status[]
+local atai = {}
+
+---@param opts? atai.Options
+---@return atai.Client
+function atai.new(opts) end
+
+---@param opts atai.Options
+function atai.configure(opts) end
+
+---@return atai.Client
+function atai.default_client() end
+
+---@param status_or_job atai.Status|atai.Job
+---@return boolean
+function atai.is_terminal(status_or_job) end
+
+---@param status_or_job atai.Status|atai.Job
+---@return boolean
+function atai.succeeded(status_or_job) end
+
+---@param job atai.Job
+---@return atai.Progress|nil
+function atai.progress(job) end
+
+---@generic T
+---@param iterator fun(): T|false|nil, atai.Error?
+---@return T[]|nil items
+---@return atai.Error|nil err
+function atai.collect(iterator) end
+
+---@param t? table
+---@return table  encodes as a JSON array even when empty
+function atai.array(t) end
+
+---@param v any
+---@return boolean
+function atai.is_error(v) end
+
+-- The default-client twins of every atai.Client method.
+atai.get_job = Client.get_job --[[@as fun(id: string): atai.Job|nil, atai.Error|nil]]
+atai.request = Client.request --[[@as fun(method: string, path: string, opts?: atai.RequestOptions): any, atai.Meta|atai.Error]]
+atai.list_jobs = Client.list_jobs --[[@as fun(filter?: table): atai.JobPage|nil, atai.Error|nil]]
+atai.each_job = Client.each_job --[[@as fun(filter?: table): atai.Iterator<atai.Job>]]
+atai.create_job = Client.create_job --[[@as fun(spec: atai.JobSpec): atai.Job|nil, atai.Error|nil]]
+atai.cancel_job = Client.cancel_job --[[@as fun(id: string): table|nil, atai.Error|nil]]
+atai.retry_job = Client.retry_job --[[@as fun(id: string): table|nil, atai.Error|nil]]
+atai.delete_job = Client.delete_job --[[@as fun(id: string): table|nil, atai.Error|nil]]
+atai.queue = Client.queue --[[@as fun(): table|nil, atai.Error|nil]]
+atai.job_events = Client.job_events --[[@as fun(id: string, filter?: table): atai.Page|nil, atai.Error|nil]]
+atai.each_event = Client.each_event --[[@as fun(id: string, filter?: table): atai.Iterator<table>]]
+atai.job_progress = Client.job_progress --[[@as fun(id: string, filter?: table): atai.Page|nil, atai.Error|nil]]
+atai.each_progress = Client.each_progress --[[@as fun(id: string, filter?: table): atai.Iterator<table>]]
+atai.job_inputs = Client.job_inputs --[[@as fun(id: string, filter?: table): atai.Page|nil, atai.Error|nil]]
+atai.each_input = Client.each_input --[[@as fun(id: string, filter?: table): atai.Iterator<table>]]
+atai.job_inputs_progress = Client.job_inputs_progress --[[@as fun(id: string, filter?: table): atai.Page|nil, atai.Error|nil]]
+atai.each_input_progress = Client.each_input_progress --[[@as fun(id: string, filter?: table): atai.Iterator<table>]]
+atai.job_input_counts = Client.job_input_counts --[[@as fun(id: string, filter?: table): table|nil, atai.Error|nil]]
+atai.job_input_traces = Client.job_input_traces --[[@as fun(id: string, opts?: table): atai.Traces|nil, atai.Error|nil]]
+atai.job_outputs = Client.job_outputs --[[@as fun(id: string, filter?: table): atai.Page|nil, atai.Error|nil]]
+atai.each_output = Client.each_output --[[@as fun(id: string, filter?: table): atai.Iterator<table>]]
+atai.pipelines = Client.pipelines --[[@as fun(filter?: table): atai.Page|nil, atai.Error|nil]]
+atai.each_pipeline = Client.each_pipeline --[[@as fun(filter?: table): atai.Iterator<table>]]
+atai.pipeline = Client.pipeline --[[@as fun(id: string): table|nil, atai.Error|nil]]
+atai.pipeline_schema = Client.pipeline_schema --[[@as fun(id: string): table|nil, atai.Error|nil]]
+atai.find_pipeline = Client.find_pipeline --[[@as fun(key: string, filter?: table): table|nil, atai.Error|nil]]
+atai.wait_job = Client.wait_job --[[@as fun(id: string, opts?: atai.WaitOptions): atai.Job|nil, atai.Error|nil]]
+
+return atai
