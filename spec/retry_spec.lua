@@ -189,3 +189,40 @@ describe("retries", function()
     end)
   end)
 end)
+
+describe("on_retry", function()
+  local srv
+  setup(function() srv = server.start() end)
+  teardown(function() srv:stop() end)
+
+  it("cannot use or close its own client mid-request", function()
+    local client
+    local results = {}
+    client = atai.new { endpoint = srv.endpoint, api_key = srv.key, retry_backoff = 0.01,
+      on_retry = function()
+        results[#results + 1] = { pcall(client.get_job, client, SEED) }
+        results[#results + 1] = { pcall(client.close, client) }
+      end }
+    srv:fault { path = PATH, responses = { { status = 503 }, { pass = true } } }
+    local job = assert(client:get_job(SEED))
+    assert.are.equal(SEED, job.id)
+    assert.is_false(results[1][1])
+    assert.is_truthy(results[1][2]:find("used from its own on_retry", 1, true))
+    assert.is_false(results[2][1])
+    assert.is_truthy(results[2][2]:find("closed from its own on_retry", 1, true))
+    -- and the client still works afterwards
+    assert(client:get_job(SEED))
+    client:close()
+  end)
+
+  it("an error it raises propagates, and the client stays usable", function()
+    local client = atai.new { endpoint = srv.endpoint, api_key = srv.key,
+      on_retry = function() error("from the hook") end }
+    srv:fault { path = PATH, responses = { { status = 503 } } }
+    local ok, msg = pcall(client.get_job, client, SEED)
+    assert.is_false(ok)
+    assert.is_truthy(tostring(msg):find("from the hook", 1, true))
+    assert(client:get_job(SEED))
+    client:close()
+  end)
+end)

@@ -62,6 +62,7 @@ typedef struct Client {
   int too_large;               /* set by on_body when the cap is hit */
   int out_of_memory;           /* set by the callbacks when realloc fails */
   unsigned int rng;            /* xorshift state for backoff jitter */
+  int in_callback;             /* on_retry is running: the client is mid-request */
   int closed;
   char errbuf[CURL_ERROR_SIZE];
 } Client;
@@ -324,9 +325,12 @@ static double retry_delay(Client *c, int attempt) {
 
 /* Calls opts.on_retry{attempt, delay, kind, status, method, url}. It runs
 ** between attempts, when the easy handle is out of the multi handle and all
-** memory belongs to the client, so an error it raises leaks nothing. */
+** memory belongs to the client, so an error it raises leaks nothing. The
+** client refuses to be used meanwhile (check_client): a nested request would
+** rewrite the handle and headers this one is still using. */
 static void notify_retry(lua_State *L, Client *c, const Request *r, const Outcome *o,
                          double delay) {
+  int status;
   if (c->on_retry_ref == LUA_NOREF) return;
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->on_retry_ref);
   lua_createtable(L, 0, 6);
@@ -344,7 +348,10 @@ static void notify_retry(lua_State *L, Client *c, const Request *r, const Outcom
   lua_setfield(L, -2, "method");
   lua_pushstring(L, r->url);
   lua_setfield(L, -2, "url");
-  lua_call(L, 1, 0);
+  c->in_callback = 1;
+  status = lua_pcall(L, 1, 0, 0);
+  c->in_callback = 0;
+  if (status != LUA_OK) lua_error(L); /* re-raised once the flag is down */
 }
 
 /* Performs the request, with retries, filling `o`. */
@@ -508,6 +515,7 @@ static int arg_error(lua_State *L, int idx, const char *fname, const char *msg) 
 static Client *check_client(lua_State *L, int idx) {
   Client *c = (Client *)luaL_checkudata(L, idx, CLIENT_MT);
   if (c->closed) luaL_error(L, "attempt to use a closed atai client");
+  if (c->in_callback) luaL_error(L, "atai client used from its own on_retry callback");
   return c;
 }
 
@@ -835,6 +843,7 @@ static void client_release(lua_State *L, Client *c) {
 /* client:close(), also __gc and __close: idempotent. */
 static int l_client_close(lua_State *L) {
   Client *c = (Client *)luaL_checkudata(L, 1, CLIENT_MT);
+  if (c->in_callback) return luaL_error(L, "atai client closed from its own on_retry callback");
   client_release(L, c);
   return 0;
 }
