@@ -1,29 +1,19 @@
 -- spec/api_spec.lua: every Batch API endpoint function.
 local atai = require("atai")
-local server = require("spec.support.server")
+local fake_api = require("spec.support.fake")
 local util = require("spec.support.util")
 
 local SEED = "job_2abc3def4ghi5jkl6mno7pqr"
 local MSC = "machine-state-classification"
 
 describe("batch API", function()
-  local srv, client
+  local t = fake_api()
 
-  setup(function()
-    srv = server.start()
-    client = atai.new { endpoint = srv.endpoint, api_key = srv.key, retry_backoff = 0.01 }
-  end)
-  teardown(function()
-    client:close()
-    srv:stop()
-  end)
-  before_each(function() srv:reset() end)
-
-  local function last_request() local r = srv:requests(); return r[#r] end
+  local function last_request() local r = t.srv:requests(); return r[#r] end
 
   describe("list_jobs", function()
     it("returns a page: total, offset, limit and jobs", function()
-      local page = assert(client:list_jobs { limit = 3 })
+      local page = assert(t.client:list_jobs { limit = 3 })
       assert.are.equal(3, page.limit)
       assert.are.equal(0, page.offset)
       assert.are.equal(7, page.total)
@@ -32,7 +22,7 @@ describe("batch API", function()
     end)
 
     it("sends its filters as the query", function()
-      local page = assert(client:list_jobs { status = "RUNNING", pipeline_type = "batch", q = "tep", offset = 0, limit = 5 })
+      local page = assert(t.client:list_jobs { status = "RUNNING", pipeline_type = "batch", q = "tep", offset = 0, limit = 5 })
       local q = util.parse_query(last_request().query)
       assert.are.same({ "RUNNING" }, q.status)
       assert.are.same({ "batch" }, q.pipeline_type)
@@ -42,7 +32,7 @@ describe("batch API", function()
     end)
 
     it("works with no filter, on the module too", function()
-      atai.configure { endpoint = srv.endpoint, api_key = srv.key }
+      atai.configure { endpoint = t.srv.endpoint, api_key = t.srv.key }
       assert.are.equal(7, assert(atai.list_jobs()).total)
     end)
   end)
@@ -58,7 +48,7 @@ describe("batch API", function()
     }
 
     it("POSTs the spec as JSON and returns the PENDING job", function()
-      local job, err = client:create_job(spec)
+      local job, err = t.client:create_job(spec)
       assert.is_nil(err)
       assert.are.equal("PENDING", job.status)
       assert.is_truthy(job.id:match("^job_"))
@@ -70,26 +60,26 @@ describe("batch API", function()
       assert.are.equal("tep run", sent.name)
       assert.are.equal("normal", sent.inputs["worker.n_shots"][1].metadata.class)
       assert.are.equal(64, sent.parameters.worker.config.window_size)
-      assert.are.equal(1, #srv:requests())
+      assert.are.equal(1, #t.srv:requests())
     end)
 
     it("keeps an empty input list a JSON array", function()
-      assert(client:create_job { name = "n", pipeline_type = "batch", pipeline_key = MSC, inputs = { ["worker.inference"] = {} } })
+      assert(t.client:create_job { name = "n", pipeline_type = "batch", pipeline_key = MSC, inputs = { ["worker.inference"] = {} } })
       assert.is_truthy(last_request().body:find('"worker.inference":[]', 1, true))
     end)
 
     it("is never retried once sent: 503, timeout, cut connection", function()
       for _, fault in ipairs({ { status = 503 }, { close_after_bytes = 2 }, { close = true } }) do
-        srv:reset()
-        srv:fault { method = "POST", path = "/v0.5/batch/jobs", responses = { fault } }
-        local job, err = client:create_job(spec)
+        t.srv:reset()
+        t.srv:fault { method = "POST", path = "/v0.5/batch/jobs", responses = { fault } }
+        local job, err = t.client:create_job(spec)
         assert.is_nil(job)
         assert.are.equal(1, err.attempts)
-        assert.are.equal(1, #srv:requests())
+        assert.are.equal(1, #t.srv:requests())
       end
-      local quick = atai.new { endpoint = srv.endpoint, api_key = srv.key, timeout = 0.2 }
-      srv:reset()
-      srv:fault { method = "POST", path = "/v0.5/batch/jobs", responses = { { delay = 1 } } }
+      local quick = atai.new { endpoint = t.srv.endpoint, api_key = t.srv.key, timeout = 0.2 }
+      t.srv:reset()
+      t.srv:fault { method = "POST", path = "/v0.5/batch/jobs", responses = { { delay = 1 } } }
       local _, err = quick:create_job(spec)
       quick:close()
       assert.are.equal("timeout", err.kind)
@@ -105,7 +95,7 @@ describe("batch API", function()
     end)
 
     it("reports the API's validation error", function()
-      local _, err = client:create_job { name = "x", pipeline_type = "batch", pipeline_key = "no-such-pipeline" }
+      local _, err = t.client:create_job { name = "x", pipeline_type = "batch", pipeline_key = "no-such-pipeline" }
       assert.are.equal("invalid_request", err.kind)
       assert.are.equal(422, err.status)
     end)
@@ -126,10 +116,10 @@ describe("batch API", function()
     }
     for _, case in ipairs(bad) do
       it("raises before sending: " .. case[1], function()
-        local ok, msg = pcall(client.create_job, client, case[2])
+        local ok, msg = pcall(t.client.create_job, t.client, case[2])
         assert.is_false(ok)
         assert.is_truthy(tostring(msg):find(case[3], 1, true), msg)
-        assert.are.equal(0, #srv:requests())
+        assert.are.equal(0, #t.srv:requests())
       end)
     end
 
@@ -142,17 +132,17 @@ describe("batch API", function()
 
   describe("cancel_job", function()
     it("cancels a running job: {id, status, cancelled_at}", function()
-      local res = assert(client:cancel_job("job_running"))
+      local res = assert(t.client:cancel_job("job_running"))
       assert.are.equal("job_running", res.id)
       assert.are.equal("CANCELLED", res.status)
       assert.are.equal("string", type(res.cancelled_at))
       assert.are.equal("/v0.5/batch/jobs/job_running/cancel", last_request().path)
-      assert.are.equal("CANCELLED", assert(client:get_job("job_running")).status)
+      assert.are.equal("CANCELLED", assert(t.client:get_job("job_running")).status)
     end)
 
     it("accepts the full job body too", function()
-      srv:config { full_write_bodies = true }
-      local res = assert(client:cancel_job("job_pending"))
+      t.srv:config { full_write_bodies = true }
+      local res = assert(t.client:cancel_job("job_pending"))
       assert.are.equal("CANCELLED", res.status)
       assert.are.equal("job_pending", res.id)
       assert.is_nil(res.input_progress)
@@ -160,67 +150,67 @@ describe("batch API", function()
     end)
 
     it("is a conflict on a terminal job, with the API's message", function()
-      local res, err = client:cancel_job(SEED)
+      local res, err = t.client:cancel_job(SEED)
       assert.is_nil(res)
       assert.are.equal("conflict", err.kind)
       assert.are.equal(409, err.status)
       assert.is_truthy(err.message:find("COMPLETED", 1, true), err.message)
-      assert.are.equal(1, #srv:requests())
+      assert.are.equal(1, #t.srv:requests())
     end)
 
     it("is not retried on 503", function()
-      srv:fault { method = "POST", path = "/v0.5/batch/jobs/job_running/cancel", responses = { { status = 503 } } }
-      local _, err = client:cancel_job("job_running")
+      t.srv:fault { method = "POST", path = "/v0.5/batch/jobs/job_running/cancel", responses = { { status = 503 } } }
+      local _, err = t.client:cancel_job("job_running")
       assert.are.equal(1, err.attempts)
     end)
   end)
 
   describe("retry_job", function()
     it("re-queues a FAILED job: {id, status, retry_count}", function()
-      local res = assert(client:retry_job("job_failed"))
+      local res = assert(t.client:retry_job("job_failed"))
       assert.are.equal("PENDING", res.status)
       assert.are.equal(1, res.retry_count)
     end)
 
     it("accepts the full job body too", function()
-      srv:config { full_write_bodies = true }
-      local res = assert(client:retry_job("job_cancelled"))
+      t.srv:config { full_write_bodies = true }
+      local res = assert(t.client:retry_job("job_cancelled"))
       assert.are.equal("PENDING", res.status)
       assert.are.equal("string", type(res.created_at))
     end)
 
     it("is a conflict on a COMPLETED job", function()
-      local _, err = client:retry_job(SEED)
+      local _, err = t.client:retry_job(SEED)
       assert.are.equal("conflict", err.kind)
     end)
   end)
 
   describe("delete_job", function()
     it("deletes, then the job is not found", function()
-      local res = assert(client:delete_job("job_cancelled"))
+      local res = assert(t.client:delete_job("job_cancelled"))
       assert.are.same({ id = "job_cancelled", deleted = true }, res)
       assert.are.equal("DELETE", last_request().method)
-      local _, err = client:get_job("job_cancelled")
+      local _, err = t.client:get_job("job_cancelled")
       assert.are.equal("not_found", err.kind)
     end)
 
     it("is not retried on 503", function()
-      srv:fault { method = "DELETE", path = "/v0.5/batch/jobs/job_cancelled", responses = { { status = 503 } } }
-      local _, err = client:delete_job("job_cancelled")
+      t.srv:fault { method = "DELETE", path = "/v0.5/batch/jobs/job_cancelled", responses = { { status = 503 } } }
+      local _, err = t.client:delete_job("job_cancelled")
       assert.are.equal(1, err.attempts)
-      assert.are.equal(1, #srv:requests())
+      assert.are.equal(1, #t.srv:requests())
     end)
   end)
 
   it("queue: depth per pipeline type", function()
-    local q = assert(client:queue())
+    local q = assert(t.client:queue())
     assert.are.equal("/v0.5/batch/jobs/queue", last_request().path)
     assert.are.equal("batch", q.queues[1].pipeline_type)
     assert.are.equal("number", type(q.queues[1].depth))
   end)
 
   it("job_events: a page, filtered by level", function()
-    local page = assert(client:job_events(SEED, { level = "SUCCESS", limit = 10 }))
+    local page = assert(t.client:job_events(SEED, { level = "SUCCESS", limit = 10 }))
     assert.are.equal(SEED, page.job_id)
     assert.is_true(#page.events > 0)
     for _, e in ipairs(page.events) do assert.are.equal("SUCCESS", e.level) end
@@ -228,21 +218,21 @@ describe("batch API", function()
   end)
 
   it("job_progress: entries with metrics", function()
-    local page = assert(client:job_progress(SEED))
+    local page = assert(t.client:job_progress(SEED))
     assert.are.equal(3, page.total)
     assert.are.equal(50, page.entries[2].metrics.percent_complete)
     assert.is_nil(page.entries[2].input_id) -- null member: absent
   end)
 
   it("job_inputs: filtered by status", function()
-    local page = assert(client:job_inputs(SEED, { status = "completed" }))
+    local page = assert(t.client:job_inputs(SEED, { status = "completed" }))
     assert.are.equal(1, #page.inputs)
     assert.are.equal("completed", page.inputs[1].status)
     assert.are.equal("tep_inference.csv", page.inputs[1].data.filename)
   end)
 
   it("job_inputs_progress: repeated status, order", function()
-    local page = assert(client:job_inputs_progress("job_running", { status = { "processing", "pending" }, order = "desc", limit = 20 }))
+    local page = assert(t.client:job_inputs_progress("job_running", { status = { "processing", "pending" }, order = "desc", limit = 20 }))
     local q = util.parse_query(last_request().query)
     assert.are.same({ "processing", "pending" }, q.status)
     assert.are.same({ "desc" }, q.order)
@@ -252,7 +242,7 @@ describe("batch API", function()
   end)
 
   it("job_input_counts: per-status counts, port-scoped", function()
-    local counts = assert(client:job_input_counts("job_running", { port_name = "worker.inference" }))
+    local counts = assert(t.client:job_input_counts("job_running", { port_name = "worker.inference" }))
     assert.are.equal("job_running", counts.job_id)
     assert.are.equal(2, counts.completed)
     assert.are.same({ "worker.inference" }, util.parse_query(last_request().query).port_name)
@@ -260,32 +250,32 @@ describe("batch API", function()
 
   describe("job_input_traces", function()
     it("returns points and the ETag; with the ETag, not modified", function()
-      local traces = assert(client:job_input_traces(SEED, { buckets = 50 }))
+      local traces = assert(t.client:job_input_traces(SEED, { buckets = 50 }))
       assert.is_false(traces.not_modified)
       assert.are.equal("string", type(traces.etag))
       assert.are.equal(3, #traces.points)
       assert.are.same({ "50" }, util.parse_query(last_request().query).buckets)
-      local again = assert(client:job_input_traces(SEED, { buckets = 50, etag = traces.etag }))
+      local again = assert(t.client:job_input_traces(SEED, { buckets = 50, etag = traces.etag }))
       assert.is_true(again.not_modified)
       assert.are.equal(traces.etag, again.etag)
       assert.are.equal(traces.etag, last_request().headers["if-none-match"])
     end)
 
     it("a stale ETag gets the full body", function()
-      local traces = assert(client:job_input_traces(SEED, { etag = '"stale"' }))
+      local traces = assert(t.client:job_input_traces(SEED, { etag = '"stale"' }))
       assert.is_false(traces.not_modified)
       assert.are.equal(3, #traces.points)
     end)
 
     it("raises on a bad buckets or etag", function()
-      assert.has_error(function() client:job_input_traces(SEED, { buckets = 0 }) end)
-      assert.has_error(function() client:job_input_traces(SEED, { buckets = 1.5 }) end)
-      assert.has_error(function() client:job_input_traces(SEED, { etag = 5 }) end)
+      assert.has_error(function() t.client:job_input_traces(SEED, { buckets = 0 }) end)
+      assert.has_error(function() t.client:job_input_traces(SEED, { buckets = 1.5 }) end)
+      assert.has_error(function() t.client:job_input_traces(SEED, { etag = 5 }) end)
     end)
   end)
 
   it("job_outputs: presigned URLs, paged", function()
-    local page = assert(client:job_outputs(SEED, { limit = 10, offset = 20 }))
+    local page = assert(t.client:job_outputs(SEED, { limit = 10, offset = 20 }))
     assert.are.equal(25, page.total)
     assert.are.equal(5, #page.outputs)
     assert.is_truthy(page.outputs[1].data.ref:match("^https://"))
@@ -293,38 +283,38 @@ describe("batch API", function()
 
   describe("registry", function()
     it("pipelines: a filtered page", function()
-      local page = assert(client:pipelines { pipeline_type = "batch", limit = 5 })
+      local page = assert(t.client:pipelines { pipeline_type = "batch", limit = 5 })
       assert.are.equal(5, page.limit)
       for _, p in ipairs(page.pipelines) do assert.are.equal("batch", p.pipeline_type) end
     end)
 
     it("pipeline and pipeline_schema by id", function()
-      local found = assert(client:find_pipeline(MSC))
-      local p = assert(client:pipeline(found.id))
+      local found = assert(t.client:find_pipeline(MSC))
+      local p = assert(t.client:pipeline(found.id))
       assert.are.equal(MSC, p.pipeline_key)
-      local schema = assert(client:pipeline_schema(found.id))
+      local schema = assert(t.client:pipeline_schema(found.id))
       assert.are.equal(found.id, schema.id)
       assert.are.equal("table", type(schema.user_schema))
-      local _, err = client:pipeline("ppl_missing")
+      local _, err = t.client:pipeline("ppl_missing")
       assert.are.equal("not_found", err.kind)
     end)
 
     it("find_pipeline matches pipeline_key across pages", function()
-      local p = assert(client:find_pipeline(MSC, { limit = 2 }))
+      local p = assert(t.client:find_pipeline(MSC, { limit = 2 }))
       assert.are.equal(MSC, p.pipeline_key)
-      assert.is_true(#srv:requests() >= 1)
+      assert.is_true(#t.srv:requests() >= 1)
     end)
 
     it("find_pipeline: not_found for an unknown key", function()
-      local p, err = client:find_pipeline("no-such-key")
+      local p, err = t.client:find_pipeline("no-such-key")
       assert.is_nil(p)
       assert.are.equal("not_found", err.kind)
       assert.is_truthy(err.message:find("no-such-key", 1, true))
     end)
 
     it("find_pipeline raises on a bad key", function()
-      assert.has_error(function() client:find_pipeline(nil) end)
-      assert.has_error(function() client:find_pipeline("") end)
+      assert.has_error(function() t.client:find_pipeline(nil) end)
+      assert.has_error(function() t.client:find_pipeline("") end)
     end)
   end)
 
@@ -336,14 +326,14 @@ describe("batch API", function()
     for _, fname in ipairs(fns) do
       it(fname, function()
         for _, bad in ipairs({ 42, "", "queue", "a/b", ("x"):rep(129) }) do
-          local ok, msg = pcall(function() return client[fname](client, bad) end)
+          local ok, msg = pcall(function() return t.client[fname](t.client, bad) end)
           assert.is_false(ok)
           assert.is_truthy(msg:find("bad argument #1 to '" .. fname .. "'", 1, true), msg)
           ok, msg = pcall(function() return atai[fname](bad) end)
           assert.is_false(ok)
           assert.is_truthy(msg:find("bad argument #1 to '" .. fname .. "'", 1, true), msg)
         end
-        assert.are.equal(0, #srv:requests())
+        assert.are.equal(0, #t.srv:requests())
       end)
     end
   end)
@@ -362,10 +352,10 @@ describe("batch API", function()
     }
     for _, case in ipairs(cases) do
       it(case[1] .. ": " .. case[3], function()
-        local ok, msg = pcall(client[case[1]], client, case[2][1], case[2][2])
+        local ok, msg = pcall(t.client[case[1]], t.client, case[2][1], case[2][2])
         assert.is_false(ok)
         assert.is_truthy(msg:find(case[3], 1, true), msg)
-        assert.are.equal(0, #srv:requests())
+        assert.are.equal(0, #t.srv:requests())
       end)
     end
   end)

@@ -1,27 +1,17 @@
 -- spec/errors_spec.lua: every error kind, the error table and its tostring.
 local atai = require("atai")
-local server = require("spec.support.server")
+local fake_api = require("spec.support.fake")
 local util = require("spec.support.util")
 
 local SEED = "job_2abc3def4ghi5jkl6mno7pqr"
 local PATH = "/v0.5/batch/jobs/" .. SEED
 
 describe("errors", function()
-  local srv, client
-
-  setup(function()
-    srv = server.start()
-    client = atai.new { endpoint = srv.endpoint, api_key = srv.key, max_retries = 0 }
-  end)
-  teardown(function()
-    client:close()
-    srv:stop()
-  end)
-  before_each(function() srv:reset() end)
+  local t = fake_api({ max_retries = 0, retry_backoff = 0.5 })
 
   local function fail_with(response, c)
-    srv:fault { path = PATH, responses = { response } }
-    local job, err = (c or client):get_job(SEED)
+    t.srv:fault { path = PATH, responses = { response } }
+    local job, err = (c or t.client):get_job(SEED)
     assert.is_nil(job)
     assert.is_true(atai.is_error(err))
     return err
@@ -47,7 +37,7 @@ describe("errors", function()
         assert.are.equal("try again", err.suggestion)
         assert.are.equal(1, err.attempts)
         assert.are.equal("GET", err.method)
-        assert.are.equal(srv.endpoint .. "/batch/jobs/" .. SEED, err.url)
+        assert.are.equal(t.srv.endpoint .. "/batch/jobs/" .. SEED, err.url)
         assert.are.equal("table", type(err.errors))
         assert.are.equal("some_code", err.errors[1].code)
       end)
@@ -55,7 +45,7 @@ describe("errors", function()
   end)
 
   it("reads the documented 404 envelope of the fake server", function()
-    local _, err = client:get_job("job_missing")
+    local _, err = t.client:get_job("job_missing")
     assert.are.equal("not_found", err.kind)
     assert.are.equal(404, err.status)
     assert.are.equal("string", type(err.code))
@@ -117,7 +107,7 @@ describe("errors", function()
     local err = fail_with { status = 302, headers = { Location = "https://elsewhere.example/" } }
     assert.are.equal("http", err.kind)
     assert.is_truthy(err.message:find("redirect not followed", 1, true))
-    assert.are.equal(1, #srv:requests())
+    assert.are.equal(1, #t.srv:requests())
   end)
 
   it("decode: malformed JSON in a 200", function()
@@ -145,7 +135,7 @@ describe("errors", function()
   end)
 
   it("too_large: a body over max_response_bytes", function()
-    local small = atai.new { endpoint = srv.endpoint, api_key = srv.key, max_response_bytes = 100, max_retries = 0 }
+    local small = atai.new { endpoint = t.srv.endpoint, api_key = t.srv.key, max_response_bytes = 100, max_retries = 0 }
     local _, err = small:get_job(SEED)
     small:close()
     assert.are.equal("too_large", err.kind)
@@ -154,16 +144,16 @@ describe("errors", function()
   end)
 
   it("too_large: the cap applies to the decoded size of a gzip body", function()
-    srv:fault { path = PATH, responses = { { gzip = true } } }
-    local small = atai.new { endpoint = srv.endpoint, api_key = srv.key, max_response_bytes = 200, max_retries = 0 }
+    t.srv:fault { path = PATH, responses = { { gzip = true } } }
+    local small = atai.new { endpoint = t.srv.endpoint, api_key = t.srv.key, max_response_bytes = 200, max_retries = 0 }
     local _, err = small:get_job(SEED)
     small:close()
     assert.are.equal("too_large", err.kind)
   end)
 
   it("timeout: a response slower than the timeout", function()
-    local quick = atai.new { endpoint = srv.endpoint, api_key = srv.key, timeout = 0.2, max_retries = 0 }
-    srv:fault { path = PATH, responses = { { delay = 2 } } }
+    local quick = atai.new { endpoint = t.srv.endpoint, api_key = t.srv.key, timeout = 0.2, max_retries = 0 }
+    t.srv:fault { path = PATH, responses = { { delay = 2 } } }
     local _, err = quick:get_job(SEED)
     quick:close()
     assert.are.equal("timeout", err.kind)
@@ -193,7 +183,7 @@ describe("errors", function()
   end)
 
   it("network: TLS to a server that does not speak it", function()
-    local tls = atai.new { endpoint = "https://127.0.0.1:" .. srv.port .. "/v0.5", api_key = "k", max_retries = 0 }
+    local tls = atai.new { endpoint = "https://127.0.0.1:" .. t.srv.port .. "/v0.5", api_key = "k", max_retries = 0 }
     local _, err = tls:get_job(SEED)
     tls:close()
     assert.are.equal("network", err.kind)
@@ -201,7 +191,7 @@ describe("errors", function()
   end)
 
   it("has a readable tostring", function()
-    local _, err = client:get_job("job_missing")
+    local _, err = t.client:get_job("job_missing")
     local s = tostring(err)
     assert.is_truthy(s:find("^atai not_found error %(HTTP 404%): "), s)
     assert.is_truthy(s:find("job_missing", 1, true), s)
@@ -228,10 +218,10 @@ describe("errors", function()
     end
 
     it("not in auth errors, their tostring or their body", function()
-      local c = atai.new { endpoint = srv.endpoint, api_key = KEY, max_retries = 0 }
+      local c = atai.new { endpoint = t.srv.endpoint, api_key = KEY, max_retries = 0 }
       local _, err = c:get_job(SEED)
       assert.are.equal("auth", err.kind)
-      assert.are.equal("wrong", srv:requests()[1].auth)
+      assert.are.equal("wrong", t.srv:requests()[1].auth)
       assert_no_key(err)
       assert_no_key(c)
       c:close()
@@ -242,8 +232,8 @@ describe("errors", function()
       local _, err = dead:get_job(SEED)
       assert_no_key(err)
       dead:close()
-      local c = atai.new { endpoint = srv.endpoint, api_key = KEY, max_retries = 0, timeout = 0.2 }
-      srv:fault { path = PATH, responses = { { delay = 1 }, { status = 500 } } }
+      local c = atai.new { endpoint = t.srv.endpoint, api_key = KEY, max_retries = 0, timeout = 0.2 }
+      t.srv:fault { path = PATH, responses = { { delay = 1 }, { status = 500 } } }
       _, err = c:get_job(SEED)
       assert_no_key(err)
       _, err = c:get_job(SEED)

@@ -1,25 +1,15 @@
 -- spec/get_job_spec.lua: atai.get_job / client:get_job against the fake API.
 local atai = require("atai")
-local server = require("spec.support.server")
+local fake_api = require("spec.support.fake")
 local util = require("spec.support.util")
 
 local SEED = "job_2abc3def4ghi5jkl6mno7pqr"
 
 describe("get_job", function()
-  local srv, client
-
-  setup(function()
-    srv = server.start()
-    client = atai.new { endpoint = srv.endpoint, api_key = srv.key, retry_backoff = 0.01 }
-  end)
-  teardown(function()
-    client:close()
-    srv:stop()
-  end)
-  before_each(function() srv:reset() end)
+  local t = fake_api()
 
   it("returns the job as plain Lua tables", function()
-    local job, err = client:get_job(SEED)
+    local job, err = t.client:get_job(SEED)
     assert.is_nil(err)
     assert.are.equal(SEED, job.id)
     assert.are.equal("COMPLETED", job.status)
@@ -33,8 +23,8 @@ describe("get_job", function()
   end)
 
   it("sends GET /v0.5/batch/jobs/{id} with the key, Accept and a User-Agent", function()
-    assert(client:get_job(SEED))
-    local req = srv:requests()[1]
+    assert(t.client:get_job(SEED))
+    local req = t.srv:requests()[1]
     assert.are.equal("GET", req.method)
     assert.are.equal("/v0.5/batch/jobs/" .. SEED, req.path)
     assert.are.equal("ok", req.auth)
@@ -47,7 +37,7 @@ describe("get_job", function()
   end)
 
   it("drops null members and keeps the rest", function()
-    local job = assert(client:get_job(SEED))
+    local job = assert(t.client:get_job(SEED))
     assert.is_nil(job.failed_at)
     assert.is_nil(job.cancelled_at)
     assert.is_nil(job.queue_position)
@@ -56,14 +46,14 @@ describe("get_job", function()
   end)
 
   it("decodes integral numbers as integers where Lua has them", function()
-    local job = assert(client:get_job(SEED))
+    local job = assert(t.client:get_job(SEED))
     assert.are.equal(0, job.retry_count)
     assert.are.equal(32, job.parameters.worker.config.batch_size)
     if util.has_integers then
       assert.are.equal("integer", math.type(job.retry_count))
       assert.are.equal("integer", math.type(job.input_progress.completed))
     end
-    local nums = assert(client:get_job("job_numbers")).parameters
+    local nums = assert(t.client:get_job("job_numbers")).parameters
     assert.are.equal(0, nums.zero)
     assert.are.equal(-1, nums.minus_one)
     assert.are.equal(1.5, nums.one_and_half)
@@ -83,20 +73,20 @@ describe("get_job", function()
   end)
 
   it("keeps every byte of strings: UTF-8, escapes and surrogate pairs", function()
-    local job = assert(client:get_job("job_unicode"))
+    local job = assert(t.client:get_job("job_unicode"))
     assert.are.equal("Gr\195\188\195\159e, \230\151\165\230\156\172, emoji \240\159\154\128", job.name)
     assert.are.equal('say "hi"\\path\\to\nline two\ttab \195\169 / slash', job.parameters.note)
     assert.are.equal("\195\133ngstr\195\182m \226\152\131 \240\159\154\128", job.parameters.unicode)
   end)
 
   it("turns a null array element into atai.null, keeping positions", function()
-    local job = assert(client:get_job("job_unicode"))
+    local job = assert(t.client:get_job("job_unicode"))
     local tags = job.parameters.tags
     assert.are.equal(3, #tags)
     assert.are.equal("a", tags[1])
     assert.are.equal(atai.null, tags[2])
     assert.are.equal("b", tags[3])
-    local list = assert(client:get_job("job_numbers")).parameters.list
+    local list = assert(t.client:get_job("job_numbers")).parameters.list
     assert.are.equal(9, #list)
     if util.has_integers then
       assert.are.equal("float", math.type(list[3]))
@@ -106,22 +96,22 @@ describe("get_job", function()
   end)
 
   it("reuses one connection: 50 calls, at most 2 connections", function()
-    for _ = 1, 50 do assert(client:get_job(SEED)) end
-    local stats = srv:stats()
+    for _ = 1, 50 do assert(t.client:get_job(SEED)) end
+    local stats = t.srv:stats()
     assert.are.equal(50, #stats.requests)
     assert.is_true(stats.connections <= 2, "connections: " .. stats.connections)
   end)
 
   it("decodes gzip-encoded bodies", function()
-    srv:fault { path = "/v0.5/batch/jobs/" .. SEED, responses = { { gzip = true } } }
-    local job, err = client:get_job(SEED)
+    t.srv:fault { path = "/v0.5/batch/jobs/" .. SEED, responses = { { gzip = true } } }
+    local job, err = t.client:get_job(SEED)
     assert.is_nil(err)
     assert.are.equal(SEED, job.id)
-    assert.is_true(srv:requests()[1].gzip)
+    assert.is_true(t.srv:requests()[1].gzip)
   end)
 
   it("is also a function on the module, using the default client", function()
-    atai.configure { endpoint = srv.endpoint, api_key = srv.key }
+    atai.configure { endpoint = t.srv.endpoint, api_key = t.srv.key }
     local job, err = atai.get_job(SEED)
     assert.is_nil(err)
     assert.are.equal(SEED, job.id)
@@ -144,8 +134,8 @@ describe("get_job", function()
     for _, case in ipairs(cases) do
       it(case[1], function()
         local args = case[2]
-        local ok, msg = pcall(function() return client:get_job(args[1]) end)
-        if #args == 0 then ok, msg = pcall(function() return client:get_job() end) end
+        local ok, msg = pcall(function() return t.client:get_job(args[1]) end)
+        if #args == 0 then ok, msg = pcall(function() return t.client:get_job() end) end
         assert.is_false(ok)
         assert.is_truthy(msg:find("bad argument #1 to 'get_job'", 1, true), msg)
         assert.is_truthy(msg:find(case[3], 1, true), msg)
@@ -153,17 +143,17 @@ describe("get_job", function()
         if #args == 0 then ok, msg = pcall(function() return atai.get_job() end) end
         assert.is_false(ok)
         assert.is_truthy(msg:find("bad argument #1 to 'get_job'", 1, true), msg)
-        assert.are.equal(0, #srv:requests())
+        assert.are.equal(0, #t.srv:requests())
       end)
     end
 
     it("accepts 128 bytes", function()
-      local _, err = client:get_job(("a"):rep(128))
+      local _, err = t.client:get_job(("a"):rep(128))
       assert.are.equal("not_found", err.kind)
     end)
 
     it("a closed client", function()
-      local c = atai.new { endpoint = srv.endpoint, api_key = srv.key }
+      local c = atai.new { endpoint = t.srv.endpoint, api_key = t.srv.key }
       c:close()
       c:close() -- idempotent
       local ok, msg = pcall(function() return c:get_job(SEED) end)

@@ -1,25 +1,15 @@
 -- spec/request_spec.lua: client:request, the generic call every endpoint uses.
 local atai = require("atai")
-local server = require("spec.support.server")
+local fake_api = require("spec.support.fake")
 local util = require("spec.support.util")
 
 local SEED = "job_2abc3def4ghi5jkl6mno7pqr"
 
 describe("request", function()
-  local srv, client
-
-  setup(function()
-    srv = server.start()
-    client = atai.new { endpoint = srv.endpoint, api_key = srv.key, retry_backoff = 0.01 }
-  end)
-  teardown(function()
-    client:close()
-    srv:stop()
-  end)
-  before_each(function() srv:reset() end)
+  local t = fake_api()
 
   it("returns the decoded body and meta {status, headers, attempts}", function()
-    local body, meta = client:request("GET", "/batch/jobs/" .. SEED)
+    local body, meta = t.client:request("GET", "/batch/jobs/" .. SEED)
     assert.are.equal(SEED, body.id)
     assert.are.equal(200, meta.status)
     assert.are.equal(1, meta.attempts)
@@ -27,12 +17,12 @@ describe("request", function()
   end)
 
   it("encodes query values: strings, integers, booleans, lists repeat their key", function()
-    local _, meta = client:request("GET", "/batch/jobs", { query = {
+    local _, meta = t.client:request("GET", "/batch/jobs", { query = {
       status = "RUNNING", limit = 10, offset = 0.0, flag = true,
       q = "a b&c=d/é", multi = { "processing", "pending" },
     } })
     assert.are.equal(200, meta.status)
-    local req = srv:requests()[1]
+    local req = t.srv:requests()[1]
     local q = util.parse_query(req.query)
     assert.are.same({ "RUNNING" }, q.status)
     assert.are.same({ "10" }, q.limit)
@@ -44,7 +34,7 @@ describe("request", function()
   end)
 
   it("sends a Lua table as JSON with Content-Type: application/json", function()
-    srv:fault { method = "POST", path = "/v0.5/echo", responses = { { status = 200, json = { ok = true } } } }
+    t.srv:fault { method = "POST", path = "/v0.5/echo", responses = { { status = 200, json = { ok = true } } } }
     local body = {
       name = "caf\195\169 \240\159\154\128 \"quoted\" \\ \n",
       nested = { a = { b = { c = { 1, 2, { d = false } } } } },
@@ -56,10 +46,10 @@ describe("request", function()
       float = 0.1,
       negative = -42,
     }
-    local res, meta = client:request("POST", "/echo", { body = body })
+    local res, meta = t.client:request("POST", "/echo", { body = body })
     assert.are.same({ ok = true }, res)
     assert.are.equal(200, meta.status)
-    local req = srv:requests()[1]
+    local req = t.srv:requests()[1]
     assert.are.equal("application/json", req.headers["content-type"])
     local raw = req.body
     assert.is_truthy(raw:find('"big":1234567890123456', 1, true), raw)
@@ -75,92 +65,92 @@ describe("request", function()
   end)
 
   it("escapes control characters in JSON strings", function()
-    srv:fault { method = "POST", path = "/v0.5/echo", responses = { { status = 200, json = {} } } }
-    assert(client:request("POST", "/echo", { body = { s = "\1\31\127" } }))
-    assert.are.equal('{"s":"\\u0001\\u001f\127"}', srv:requests()[1].body)
+    t.srv:fault { method = "POST", path = "/v0.5/echo", responses = { { status = 200, json = {} } } }
+    assert(t.client:request("POST", "/echo", { body = { s = "\1\31\127" } }))
+    assert.are.equal('{"s":"\\u0001\\u001f\127"}', t.srv:requests()[1].body)
   end)
 
   it("sends no Content-Type without a body", function()
-    assert(client:request("GET", "/batch/jobs/" .. SEED))
-    assert.is_nil(srv:requests()[1].headers["content-type"])
+    assert(t.client:request("GET", "/batch/jobs/" .. SEED))
+    assert.is_nil(t.srv:requests()[1].headers["content-type"])
   end)
 
   it("sends extra headers", function()
-    assert(client:request("GET", "/batch/jobs/" .. SEED, { headers = { ["X-Trace"] = "abc" } }))
-    assert.are.equal("abc", srv:requests()[1].headers["x-trace"])
-    assert.are.equal("ok", srv:requests()[1].auth)
+    assert(t.client:request("GET", "/batch/jobs/" .. SEED, { headers = { ["X-Trace"] = "abc" } }))
+    assert.are.equal("abc", t.srv:requests()[1].headers["x-trace"])
+    assert.are.equal("ok", t.srv:requests()[1].auth)
   end)
 
   it("returns an empty table for an empty 2xx body", function()
-    srv:fault { path = "/v0.5/empty", responses = { { status = 204, body = "" } } }
-    local body, meta = client:request("DELETE", "/empty")
+    t.srv:fault { path = "/v0.5/empty", responses = { { status = 204, body = "" } } }
+    local body, meta = t.client:request("DELETE", "/empty")
     assert.are.same({}, body)
     assert.are.equal(204, meta.status)
   end)
 
   it("returns any JSON value, not only objects", function()
-    srv:fault { path = "/v0.5/list", responses = { { status = 200, body = "[1, null, 3]" } } }
-    local body = client:request("GET", "/list")
+    t.srv:fault { path = "/v0.5/list", responses = { { status = 200, body = "[1, null, 3]" } } }
+    local body = t.client:request("GET", "/list")
     assert.are.equal(3, #body)
     assert.are.equal(atai.null, body[2])
   end)
 
   it("reports failures with the same error table", function()
-    local body, err = client:request("GET", "/batch/jobs/job_missing")
+    local body, err = t.client:request("GET", "/batch/jobs/job_missing")
     assert.is_nil(body)
     assert.are.equal("not_found", err.kind)
     assert.are.equal(404, err.status)
   end)
 
   it("is on the module too", function()
-    atai.configure { endpoint = srv.endpoint, api_key = srv.key }
+    atai.configure { endpoint = t.srv.endpoint, api_key = t.srv.key }
     local body = atai.request("GET", "/batch/jobs/queue")
     assert.are.equal("table", type(body.queues))
   end)
 
   describe("bad arguments raise before any request", function()
     local cases = {
-      { "unknown method", function() client:request("FETCH", "/x") end, "method: one of GET POST PUT PATCH DELETE HEAD expected, got FETCH" },
-      { "lowercase method", function() client:request("get", "/x") end, "got get" },
-      { "no path", function() client:request("GET") end, "bad argument #2 to 'request' (path: string expected, got no value)" },
-      { "relative path", function() client:request("GET", "batch/jobs") end, "path must start with '/'" },
-      { "query in the path", function() client:request("GET", "/batch/jobs?x=1") end, "put the query in opts.query" },
-      { "space in the path", function() client:request("GET", "/batch jobs") end, "invalid byte" },
-      { "opts not a table", function() client:request("GET", "/x", "q") end, "bad argument #3 to 'request' (opts: table expected, got string)" },
-      { "query not a table", function() client:request("GET", "/x", { query = "a=b" }) end, "opts.query: table expected" },
-      { "query value a function", function() client:request("GET", "/x", { query = { a = print } }) end, "opts.query.a" },
-      { "query value NaN", function() client:request("GET", "/x", { query = { a = 0 / 0 } }) end, "opts.query.a" },
-      { "query key a number", function() client:request("GET", "/x", { query = { "a" } }) end, "keys must be strings" },
-      { "header with CRLF", function() client:request("GET", "/x", { headers = { X = "a\r\nB: c" } }) end, "invalid header" },
-      { "header name with space", function() client:request("GET", "/x", { headers = { ["X Y"] = "a" } }) end, "invalid header" },
-      { "Authorization header", function() client:request("GET", "/x", { headers = { authorization = "Bearer x" } }) end, "Authorization is set from api_key" },
-      { "body with a function", function() client:request("POST", "/x", { body = { f = print } }) end, "request body: cannot encode a function" },
-      { "body with NaN", function() client:request("POST", "/x", { body = { n = 0 / 0 } }) end, "request body: cannot encode NaN" },
-      { "body with a boolean key", function() client:request("POST", "/x", { body = { [true] = 1 } }) end, "keys must be strings" },
+      { "unknown method", function() t.client:request("FETCH", "/x") end, "method: one of GET POST PUT PATCH DELETE HEAD expected, got FETCH" },
+      { "lowercase method", function() t.client:request("get", "/x") end, "got get" },
+      { "no path", function() t.client:request("GET") end, "bad argument #2 to 'request' (path: string expected, got no value)" },
+      { "relative path", function() t.client:request("GET", "batch/jobs") end, "path must start with '/'" },
+      { "query in the path", function() t.client:request("GET", "/batch/jobs?x=1") end, "put the query in opts.query" },
+      { "space in the path", function() t.client:request("GET", "/batch jobs") end, "invalid byte" },
+      { "opts not a table", function() t.client:request("GET", "/x", "q") end, "bad argument #3 to 'request' (opts: table expected, got string)" },
+      { "query not a table", function() t.client:request("GET", "/x", { query = "a=b" }) end, "opts.query: table expected" },
+      { "query value a function", function() t.client:request("GET", "/x", { query = { a = print } }) end, "opts.query.a" },
+      { "query value NaN", function() t.client:request("GET", "/x", { query = { a = 0 / 0 } }) end, "opts.query.a" },
+      { "query key a number", function() t.client:request("GET", "/x", { query = { "a" } }) end, "keys must be strings" },
+      { "header with CRLF", function() t.client:request("GET", "/x", { headers = { X = "a\r\nB: c" } }) end, "invalid header" },
+      { "header name with space", function() t.client:request("GET", "/x", { headers = { ["X Y"] = "a" } }) end, "invalid header" },
+      { "Authorization header", function() t.client:request("GET", "/x", { headers = { authorization = "Bearer x" } }) end, "Authorization is set from api_key" },
+      { "body with a function", function() t.client:request("POST", "/x", { body = { f = print } }) end, "request body: cannot encode a function" },
+      { "body with NaN", function() t.client:request("POST", "/x", { body = { n = 0 / 0 } }) end, "request body: cannot encode NaN" },
+      { "body with a boolean key", function() t.client:request("POST", "/x", { body = { [true] = 1 } }) end, "keys must be strings" },
       { "body with a cycle", function()
-        local t = {}
-        t.self = t
-        client:request("POST", "/x", { body = t })
+        local cyclic = {}
+        cyclic.self = cyclic
+        t.client:request("POST", "/x", { body = cyclic })
       end, "nested deeper than" },
-      { "idempotent not a boolean", function() client:request("POST", "/x", { idempotent = 1 }) end, "opts.idempotent" },
-      { "max_retries negative", function() client:request("GET", "/x", { max_retries = -1 }) end, "opts.max_retries" },
+      { "idempotent not a boolean", function() t.client:request("POST", "/x", { idempotent = 1 }) end, "opts.idempotent" },
+      { "max_retries negative", function() t.client:request("GET", "/x", { max_retries = -1 }) end, "opts.max_retries" },
     }
     for _, case in ipairs(cases) do
       it(case[1], function()
         local ok, msg = pcall(case[2])
         assert.is_false(ok)
         assert.is_truthy(tostring(msg):find(case[3], 1, true), msg)
-        assert.are.equal(0, #srv:requests())
+        assert.are.equal(0, #t.srv:requests())
       end)
     end
   end)
 
   describe("retry policy per method", function()
     local function retries_of(method, response, opts)
-      srv:fault { path = "/v0.5/thing", responses = { response, { status = 200, json = { ok = true } } } }
+      t.srv:fault { path = "/v0.5/thing", responses = { response, { status = 200, json = { ok = true } } } }
       opts = opts or {}
-      local body, err = client:request(method, "/thing", opts)
-      return #srv:requests(), body, err
+      local body, err = t.client:request(method, "/thing", opts)
+      return #t.srv:requests(), body, err
     end
 
     it("GET retries a 503", function()
@@ -176,7 +166,7 @@ describe("request", function()
         assert.is_nil(body)
         assert.are.equal("server", err.kind)
         assert.is_false(err.retryable)
-        srv:reset()
+        t.srv:reset()
         n = retries_of(method, { close_after_bytes = 3 })
         assert.are.equal(1, n)
       end)
@@ -203,19 +193,19 @@ describe("request", function()
     end)
 
     it("opts.max_retries overrides the client's", function()
-      srv:fault { path = "/v0.5/thing", responses = { { status = 503 }, { status = 503 }, { status = 503 } } }
-      local _, err = client:request("GET", "/thing", { max_retries = 1 })
+      t.srv:fault { path = "/v0.5/thing", responses = { { status = 503 }, { status = 503 }, { status = 503 } } }
+      local _, err = t.client:request("GET", "/thing", { max_retries = 1 })
       assert.are.equal(2, err.attempts)
     end)
   end)
 
   describe("conditional requests", function()
     it("treats 304 Not Modified as success", function()
-      srv:fault { path = "/v0.5/cond", responses = { { status = 304, body = "" } } }
-      local body, meta = client:request("GET", "/cond", { headers = { ["If-None-Match"] = '"x"' } })
+      t.srv:fault { path = "/v0.5/cond", responses = { { status = 304, body = "" } } }
+      local body, meta = t.client:request("GET", "/cond", { headers = { ["If-None-Match"] = '"x"' } })
       assert.are.same({}, body)
       assert.are.equal(304, meta.status)
-      assert.are.equal('"x"', srv:requests()[1].headers["if-none-match"])
+      assert.are.equal('"x"', t.srv:requests()[1].headers["if-none-match"])
     end)
   end)
 end)

@@ -1,31 +1,21 @@
 -- spec/wait_spec.lua: wait_job and progress.
 local atai = require("atai")
-local server = require("spec.support.server")
+local fake_api = require("spec.support.fake")
 
 local MSC = "machine-state-classification"
 
 describe("wait_job", function()
-  local srv, client
-
-  setup(function()
-    srv = server.start()
-    client = atai.new { endpoint = srv.endpoint, api_key = srv.key, retry_backoff = 0.01, max_retries = 0 }
-  end)
-  teardown(function()
-    client:close()
-    srv:stop()
-  end)
-  before_each(function() srv:reset() end)
+  local t = fake_api({ max_retries = 0 })
 
   local function create(name)
-    return assert(client:create_job { name = name, pipeline_type = "batch", pipeline_key = MSC,
+    return assert(t.client:create_job { name = name, pipeline_type = "batch", pipeline_key = MSC,
       inputs = { ["worker.inference"] = { { file_id = "a.csv" }, { file_id = "b.csv" } } } })
   end
 
   it("polls until COMPLETED, calling on_update on each change", function()
     local job = create("run")
     local updates = {}
-    local final, err = client:wait_job(job.id, { interval = 0.01, on_update = function(j)
+    local final, err = t.client:wait_job(job.id, { interval = 0.01, on_update = function(j)
       updates[#updates + 1] = { status = j.status, progress = atai.progress(j) }
     end })
     assert.is_nil(err)
@@ -44,7 +34,7 @@ describe("wait_job", function()
 
   it("returns a FAILED job as a result, not an error", function()
     local job = create("this will fail")
-    local final, err = client:wait_job(job.id, { interval = 0.01 })
+    local final, err = t.client:wait_job(job.id, { interval = 0.01 })
     assert.is_nil(err)
     assert.are.equal("FAILED", final.status)
     assert.is_false(atai.succeeded(final))
@@ -52,13 +42,13 @@ describe("wait_job", function()
   end)
 
   it("returns at once for a job already terminal", function()
-    local final = assert(client:wait_job("job_cancelled", { interval = 5 }))
+    local final = assert(t.client:wait_job("job_cancelled", { interval = 5 }))
     assert.are.equal("CANCELLED", final.status)
-    assert.are.equal(1, #srv:requests())
+    assert.are.equal(1, #t.srv:requests())
   end)
 
   it("times out with kind timeout and the last job seen", function()
-    local final, err = client:wait_job("job_running", { interval = 0.02, timeout = 0.15 })
+    local final, err = t.client:wait_job("job_running", { interval = 0.02, timeout = 0.15 })
     assert.is_nil(final)
     assert.are.equal("timeout", err.kind)
     assert.are.equal("RUNNING", err.job.status)
@@ -68,17 +58,17 @@ describe("wait_job", function()
 
   it("keeps waiting through retryable errors, reporting them to on_error", function()
     local job = create("flaky")
-    srv:fault { path = "/v0.5/batch/jobs/" .. job.id, responses = {
+    t.srv:fault { path = "/v0.5/batch/jobs/" .. job.id, responses = {
       { status = 503 }, { close_after_bytes = 5 }, { status = 502 } } }
     local errors = {}
-    local final = assert(client:wait_job(job.id, { interval = 0.01,
+    local final = assert(t.client:wait_job(job.id, { interval = 0.01,
       on_error = function(e) errors[#errors + 1] = e.kind end }))
     assert.are.equal("COMPLETED", final.status)
     assert.are.same({ "server", "network", "server" }, errors)
   end)
 
   it("ends on a non-retryable error", function()
-    local final, err = client:wait_job("job_missing", { interval = 0.01 })
+    local final, err = t.client:wait_job("job_missing", { interval = 0.01 })
     assert.is_nil(final)
     assert.are.equal("not_found", err.kind)
   end)
@@ -87,7 +77,7 @@ describe("wait_job", function()
     local core = atai.core
     local real_sleep, slept = core.sleep, {}
     core.sleep = function(s) slept[#slept + 1] = s; real_sleep(0) end
-    local ok, final = pcall(client.wait_job, client, create("grow").id, { interval = 0.1, max_interval = 0.2 })
+    local ok, final = pcall(t.client.wait_job, t.client, create("grow").id, { interval = 0.1, max_interval = 0.2 })
     core.sleep = real_sleep
     assert.is_true(ok, final)
     assert.are.equal("COMPLETED", final.status)
@@ -100,7 +90,7 @@ describe("wait_job", function()
   end)
 
   it("is on the module too", function()
-    atai.configure { endpoint = srv.endpoint, api_key = srv.key }
+    atai.configure { endpoint = t.srv.endpoint, api_key = t.srv.key }
     local final = assert(atai.wait_job("job_failed", { interval = 0.01 }))
     assert.are.equal("FAILED", final.status)
   end)
@@ -116,11 +106,11 @@ describe("wait_job", function()
     }
     for _, case in ipairs(cases) do
       it(case[2], function()
-        local ok, msg = pcall(client.wait_job, client, "job_running", case[1])
+        local ok, msg = pcall(t.client.wait_job, t.client, "job_running", case[1])
         assert.is_false(ok)
         assert.is_truthy(msg:find("bad argument #2 to 'wait_job'", 1, true), msg)
         assert.is_truthy(msg:find(case[2], 1, true), msg)
-        assert.are.equal(0, #srv:requests())
+        assert.are.equal(0, #t.srv:requests())
       end)
     end
   end)
