@@ -222,19 +222,20 @@ static double retry_after_seconds(Client *c) {
 ** headers joined with ", ". */
 static void push_response_headers(lua_State *L, Client *c) {
   const char *p = c->headers.data, *end = p + c->headers.len;
-  lua_newtable(L);
-  while (p && p < end) {
+  int lines = 0;
+  for (; p && p < end; p++) lines += *p == '\n';
+  lua_createtable(L, 0, lines);
+  for (p = c->headers.data; p && p < end;) {
     const char *eol = memchr(p, '\n', (size_t)(end - p));
     const char *line_end = eol ? eol : end, *colon = memchr(p, ':', (size_t)(line_end - p));
-    if (colon && colon > p) {
+    char name[128];
+    size_t i, name_len = colon ? (size_t)(colon - p) : 0;
+    if (name_len > 0 && name_len < sizeof name) {
       const char *v = colon + 1, *v_end = line_end;
-      luaL_Buffer name;
-      const char *q;
       while (v < v_end && (*v == ' ' || *v == '\t')) v++;
       while (v_end > v && (v_end[-1] == '\r' || v_end[-1] == ' ')) v_end--;
-      luaL_buffinit(L, &name);
-      for (q = p; q < colon; q++) luaL_addchar(&name, (char)ascii_lower((unsigned char)*q));
-      luaL_pushresult(&name);
+      for (i = 0; i < name_len; i++) name[i] = (char)ascii_lower((unsigned char)p[i]);
+      lua_pushlstring(L, name, name_len);
       lua_pushvalue(L, -1);
       lua_rawget(L, -3);
       if (lua_isnil(L, -1)) {
@@ -805,11 +806,12 @@ static int l_client_request(lua_State *L) {
     }
   }
   r.policy = idempotent ? RETRY_TRANSIENT : RETRY_UNSENT;
-  build_request_headers(L, c, headers, r.has_body);
+  if (headers || r.has_body) build_request_headers(L, c, headers, r.has_body);
   if (client_unusable(L, c)) return 2;
   push_url(L, c, &c->url, path, query);
   r.url = lua_tostring(L, -1);
-  curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, c->request_headers);
+  curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER,
+                   (headers || r.has_body) ? c->request_headers : c->base_headers);
   return request_finish(L, c, &r, EXPECT_ANY, 1);
 }
 

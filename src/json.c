@@ -21,45 +21,74 @@
 ** ====================================================================== */
 
 #if LUA_VERSION_NUM >= 503
-/* Replaces t[k] by an integer when the float value v is integral.
-** Stack: ... t k v (v on top); leaves it unchanged. */
-static void json_integerize(lua_State *L) {
+/* When the float on top of the stack is integral and strictly within
+** +-2^53, pushes it as an integer and returns 1 (2^53 itself may be the
+** rounding of 2^53 + 1); else returns 0. */
+static int json_push_integer(lua_State *L) {
   lua_Number n;
-  if (lua_isinteger(L, -1)) return;
+  if (lua_isinteger(L, -1)) return 0;
   n = lua_tonumber(L, -1);
-  /* Strictly inside +-2^53: 2^53 itself may be the rounding of 2^53 + 1. */
-  if (n != n || n <= -JSON_EXACT_INT || n >= JSON_EXACT_INT) return;
-  if ((lua_Number)(lua_Integer)n != n) return;
-  lua_pushvalue(L, -2);
+  if (n != n || n <= -JSON_EXACT_INT || n >= JSON_EXACT_INT) return 0;
+  if ((lua_Number)(lua_Integer)n != n) return 0;
   lua_pushinteger(L, (lua_Integer)n);
-  lua_rawset(L, -5); /* assigning an existing field is allowed mid-next */
+  return 1;
 }
 #endif
 
-/* Applies the table rules, in place, to the value on top of the stack. */
-static void json_shape(lua_State *L) {
-  if (lua_type(L, -1) != LUA_TTABLE) return;
-  luaL_checkstack(L, 4, "JSON nested too deeply");
+static void json_shape(lua_State *L);
+
+/* An array (keys 1..n, as cjson builds them, nulls included): walked by
+** index, which is cheaper than lua_next. Nulls keep their place. */
+static void json_shape_array(lua_State *L, lua_Integer n) {
+  lua_Integer i;
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, (int)i);
+#if LUA_VERSION_NUM >= 503
+    if (lua_type(L, -1) == LUA_TNUMBER && json_push_integer(L)) lua_rawseti(L, -3, i);
+#endif
+    if (lua_type(L, -1) == LUA_TTABLE) json_shape(L);
+    lua_pop(L, 1);
+  }
+}
+
+/* An object (string keys only): null members are dropped. */
+static void json_shape_object(lua_State *L) {
   lua_pushnil(L);
   while (lua_next(L, -2)) { /* t k v */
     switch (lua_type(L, -1)) {
       case LUA_TLIGHTUSERDATA:
-        /* A null member of an object (string key) is dropped; a null
-        ** array element (integer key) keeps its place as the sentinel. */
-        if (lua_touserdata(L, -1) == NULL && lua_type(L, -2) == LUA_TSTRING) {
+        if (lua_touserdata(L, -1) == NULL) {
           lua_pushvalue(L, -2);
           lua_pushnil(L);
           lua_rawset(L, -5); /* clearing a field is allowed mid-next */
         }
         break;
 #if LUA_VERSION_NUM >= 503
-      case LUA_TNUMBER: json_integerize(L); break;
+      case LUA_TNUMBER:
+        if (json_push_integer(L)) {
+          lua_pushvalue(L, -3);
+          lua_insert(L, -2);
+          lua_rawset(L, -5); /* so is assigning an existing field */
+        }
+        break;
 #endif
       case LUA_TTABLE: json_shape(L); break;
       default: break;
     }
     lua_pop(L, 1);
   }
+}
+
+/* Applies the table rules, in place, to the value on top of the stack.
+** JSON object keys are strings, so a table with a border > 0 came from an
+** array. */
+static void json_shape(lua_State *L) {
+  lua_Integer n;
+  if (lua_type(L, -1) != LUA_TTABLE) return;
+  luaL_checkstack(L, 4, "JSON nested too deeply");
+  n = (lua_Integer)lua_rawlen(L, -1);
+  if (n > 0) json_shape_array(L, n);
+  else json_shape_object(L);
 }
 
 /* Decodes `len` bytes of JSON. On success pushes the shaped value and
