@@ -4,6 +4,14 @@
 #   make test             the busted suite under $(LUA) (default lua5.4)
 #   make demo             examples/get_job.lua against the fake API server
 #   make memcheck         the suite under valgrind
+#   make test-all         make test under every Lua below; keeps going, then
+#                         prints a per-version summary and fails if any failed
+#   make test-nvim        atai inside headless Neovim (LuaJIT build), and a
+#                         lua5.4 build refused there with a clear message
+#   make rock-check       luarocks lint + luarocks make into a throw-away tree,
+#                         then loads atai from that tree under lua5.4
+#   make bench            get_job against a plain C libcurl + cjson loop
+#                         (BENCH_N, BENCH_ROUNDS: see bench/run.sh)
 #
 # LUA is one of lua5.1 lua5.2 lua5.3 lua5.4 luajit: both the interpreter and
 # its pkg-config name. Each gets its own build folder from the same sources.
@@ -22,10 +30,14 @@ WARN       := -std=c99 -Wall -Wextra -Werror -pedantic
 LUA_CFLAGS  = $(shell pkg-config --cflags $(LUA))
 CURL_CFLAGS = $(shell pkg-config --cflags libcurl)
 CURL_LIBS   = $(shell pkg-config --libs libcurl)
-BUSTED      = env -u ATAI_API_KEY -u ATAI_API_ENDPOINT ATAI_TEST_LUA=$(LUA) ATAI_TEST_CPATH='./$(BUILD)/?.so' \
-              $(LUA) /usr/bin/busted --cpath='$(BUILD)/?.so' $(BUSTED_ARGS)
+BUSTED_ENV  = env -u ATAI_API_KEY -u ATAI_API_ENDPOINT ATAI_TEST_LUA=$(LUA) ATAI_TEST_CPATH='./$(BUILD)/?.so'
+BUSTED_RUN  = $(LUA) /usr/bin/busted --cpath='$(BUILD)/?.so' $(BUSTED_ARGS)
+BUSTED      = $(BUSTED_ENV) $(BUSTED_RUN)
 
-.PHONY: all deps test demo memcheck clean
+LUAS       := lua5.1 lua5.2 lua5.3 lua5.4 luajit
+ROCKSPEC   := atai-scm-1.rockspec
+
+.PHONY: all deps test demo memcheck test-all test-nvim rock-check bench clean
 
 all: $(SO)
 
@@ -47,10 +59,27 @@ demo: deps
 memcheck:
 	@$(MAKE) --no-print-directory deps DEPS_EXTRA=valgrind
 	@$(MAKE) --no-print-directory $(SO)
-	LD_PRELOAD=$$(pkg-config --variable=libdir libcurl)/libcurl.so.4 \
+	$(BUSTED_ENV) LD_PRELOAD=$$(pkg-config --variable=libdir libcurl)/libcurl.so.4 \
 	  valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect \
 	  --errors-for-leak-kinds=definite,indirect --error-exitcode=99 \
-	  --suppressions=spec/support/valgrind.supp $(BUSTED)
+	  --suppressions=spec/support/valgrind.supp $(BUSTED_RUN)
+
+test-all:
+	@MAKE='$(MAKE)' sh scripts/test_all.sh $(LUAS)
+
+test-nvim:
+	@$(MAKE) --no-print-directory deps LUA=luajit DEPS_EXTRA=neovim
+	@$(MAKE) --no-print-directory build/luajit/atai/core.so LUA=luajit
+	@$(MAKE) --no-print-directory build/lua5.4/atai/core.so LUA=lua5.4
+	@sh scripts/test_nvim.sh build/luajit build/lua5.4
+
+rock-check:
+	@$(MAKE) --no-print-directory deps LUA=lua5.4 DEPS_EXTRA=luarocks
+	@sh scripts/rock_check.sh $(ROCKSPEC) 5.4
+
+bench:
+	@$(MAKE) --no-print-directory deps DEPS_EXTRA=valgrind
+	@sh bench/run.sh $(LUA)
 
 clean:
 	rm -rf build

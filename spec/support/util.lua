@@ -22,11 +22,14 @@ function util.run_lua(code, env)
   end
   parts[#parts + 1] = ("LUA_PATH='./lua/?.lua;./lua/?/init.lua;./?.lua;;' LUA_CPATH='%s;;' %s %s 2>&1")
     :format(util.cpath, util.lua, script)
-  local p = assert(io.popen(table.concat(parts, " ")))
+  -- The exit status travels in the output: on 5.1/LuaJIT, close() of a
+  -- popen handle says nothing about it.
+  local p = assert(io.popen(table.concat(parts, " ") .. '; echo "<run_lua exit $?>"'))
   local out = p:read("*a")
-  local ok = p:close()
+  p:close()
   os.remove(script)
-  return out, ok == true or ok == 0
+  local status = tonumber(out:match("<run_lua exit (%d+)>\n$"))
+  return (out:gsub("<run_lua exit %d+>\n$", "")), status == 0
 end
 
 --- Whether this Lua has an integer subtype (5.3+).

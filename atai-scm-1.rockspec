@@ -1,0 +1,72 @@
+-- atai-scm-1.rockspec: LuaRocks build of the atai client (C module atai.core
+-- on libcurl + lua-cjson, and the pure-Lua modules under lua/).
+--
+--   luarocks make atai-scm-1.rockspec            (from a checkout)
+--   luarocks install atai                        (from a rock server)
+--
+-- libcurl is found by its library (libcurl.so) under /usr/local, /usr or /;
+-- for another prefix pass CURL_DIR=... or CURL_INCDIR=... CURL_LIBDIR=...
+-- (see docs/portability.md).
+rockspec_format = "3.0"
+package = "atai"
+version = "scm-1"
+
+source = {
+  url = "git+https://github.com/archetypeai/atai-lua.git",
+  branch = "main",
+}
+
+description = {
+  summary = "Lua client for Archetype AI's Batch Processing API",
+  detailed = [[
+atai talks to Archetype AI's Batch API (jobs, inputs, outputs, pipelines)
+from Lua 5.1, 5.2, 5.3, 5.4, LuaJIT and Neovim. The transport is a small C
+module (atai.core) on libcurl that decodes JSON with lua-cjson, classifies
+errors and retries; the public API is plain Lua.
+]],
+  homepage = "https://github.com/archetypeai/atai-lua",
+  license = "MIT",
+  labels = { "api", "http", "client", "curl", "json", "archetype-ai", "neovim" },
+  issues_url = "https://github.com/archetypeai/atai-lua/issues",
+}
+
+dependencies = {
+  "lua >= 5.1",
+  "lua-cjson",
+}
+
+external_dependencies = {
+  CURL = {
+    -- Only the library is probed: Debian/Ubuntu keep curl/curl.h in a
+    -- multiarch folder (/usr/include/x86_64-linux-gnu) that LuaRocks does
+    -- not search, while the compiler finds it there by itself.
+    library = "curl",
+  },
+}
+
+build = {
+  type = "builtin",
+  modules = {
+    -- One translation unit: src/core.c #includes the other .c files.
+    ["atai.core"] = {
+      sources = { "src/core.c" },
+      libraries = { "curl" },
+      incdirs = { "$(CURL_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)" },
+    },
+    -- Every file under lua/ (spec/rockspec_spec.lua checks this list).
+    ["atai"] = "lua/atai/init.lua",
+    ["atai.api"] = "lua/atai/api.lua",
+    ["atai.check"] = "lua/atai/check.lua",
+    ["atai.config"] = "lua/atai/config.lua",
+    ["atai.pages"] = "lua/atai/pages.lua",
+    ["atai.types"] = "lua/atai/types.lua",
+    ["atai.wait"] = "lua/atai/wait.lua",
+  },
+  copy_directories = { "examples" },
+}
+
+test = {
+  type = "command",
+  command = "make test",
+}

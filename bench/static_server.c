@@ -1,0 +1,304 @@
+/*
+** static_server.c: a tiny HTTP/1.1 keep-alive server for the atai benchmark.
+**
+**   static_server BODY_FILE
+**
+** Binds port 0 on 127.0.0.1, prints "PORT n" on stdout, then answers every
+** request (any method, any path) with 200 and the file read at start, as
+** application/json with a Content-Length (HEAD gets the headers only). One
+** thread, one poll() loop, non-blocking sockets, pipelining allowed; the
+** response is built once, so each request costs a recv and a send.
+**
+** Exits on SIGTERM, SIGINT, or after 300 s (SIGALRM), and then prints to
+** stderr how many requests it served and its own CPU time, so the bench can
+** show that the server is not what it measures.
+*/
+
+#define _POSIX_C_SOURCE 200809L
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#define MAX_CONN 64
+#define IN_CAP 16384 /* a request's headers (plus any body) must fit */
+#define LIFETIME 300 /* seconds */
+
+typedef struct Conn {
+  int fd;
+  size_t in_len;
+  char in[IN_CAP];
+  unsigned queued;      /* responses owed, the first one partly sent */
+  unsigned queued_head; /* bit k: the k-th owed response is a HEAD reply */
+  size_t off;      /* bytes of the first queued response already sent */
+  int close_after; /* "Connection: close" seen: close when all is sent */
+} Conn;
+
+static volatile sig_atomic_t stop_signal = 0;
+static char *response;        /* headers + body */
+static size_t response_len;   /* headers + body */
+static size_t head_len;       /* headers only */
+static Conn conns[MAX_CONN];
+static unsigned long requests_served, connections_accepted;
+
+static void on_signal(int sig) { stop_signal = sig; }
+
+static void die(const char *what) {
+  perror(what);
+  exit(1);
+}
+
+static int set_nonblocking(int fd) {
+  int flags = fcntl(fd, F_GETFL, 0);
+  return flags < 0 ? -1 : fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+}
+
+static void load_response(const char *path) {
+  FILE *f = fopen(path, "rb");
+  char *body = NULL;
+  long size;
+  int n;
+  if (!f) die(path);
+  if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0)
+    die(path);
+  body = (char *)malloc((size_t)size + 1);
+  if (!body || fread(body, 1, (size_t)size, f) != (size_t)size) die(path);
+  fclose(f);
+  response = (char *)malloc((size_t)size + 256);
+  if (!response) die("malloc");
+  n = snprintf(response, 256,
+               "HTTP/1.1 200 OK\r\n"
+               "Content-Type: application/json\r\n"
+               "Content-Length: %ld\r\n"
+               "\r\n",
+               size);
+  head_len = (size_t)n;
+  memcpy(response + head_len, body, (size_t)size);
+  response_len = head_len + (size_t)size;
+  free(body);
+}
+
+/* Whether header line [p, end) is `name` (lowercase, with the colon); sets
+** *value to the text after the colon. */
+static int header_is(const char *p, const char *end, const char *name, const char **value) {
+  size_t n = strlen(name), i;
+  if ((size_t)(end - p) < n) return 0;
+  for (i = 0; i < n; i++) {
+    char ch = p[i];
+    if (ch >= 'A' && ch <= 'Z') ch = (char)(ch + 32);
+    if (ch != name[i]) return 0;
+  }
+  *value = p + n;
+  while (*value < end && (**value == ' ' || **value == '\t')) (*value)++;
+  return 1;
+}
+
+static int contains_ci(const char *p, const char *end, const char *word) {
+  size_t n = strlen(word);
+  for (; p + n <= end; p++) {
+    size_t i;
+    for (i = 0; i < n; i++) {
+      char ch = p[i];
+      if (ch >= 'A' && ch <= 'Z') ch = (char)(ch + 32);
+      if (ch != word[i]) break;
+    }
+    if (i == n) return 1;
+  }
+  return 0;
+}
+
+/* Queues a response for every complete request in c->in. Returns -1 when
+** the input cannot be a request we can handle. */
+static int parse_requests(Conn *c) {
+  for (;;) {
+    const char *start = c->in, *end, *line, *v;
+    size_t total;
+    long body = 0;
+    int is_head;
+    if (c->in_len < 4) return 0;
+    end = NULL;
+    {
+      size_t i;
+      for (i = 0; i + 3 < c->in_len; i++)
+        if (start[i] == '\r' && start[i + 1] == '\n' && start[i + 2] == '\r' &&
+            start[i + 3] == '\n') {
+          end = start + i;
+          break;
+        }
+    }
+    if (!end) return c->in_len >= IN_CAP ? -1 : 0;
+    is_head = c->in_len >= 5 && memcmp(start, "HEAD ", 5) == 0;
+    line = memchr(start, '\n', (size_t)(end - start));
+    while (line && line < end) {
+      const char *eol;
+      line++;
+      eol = memchr(line, '\r', (size_t)(end + 2 - line));
+      if (!eol) eol = end;
+      if (header_is(line, eol, "content-length:", &v)) body = strtol(v, NULL, 10);
+      else if (header_is(line, eol, "connection:", &v) && contains_ci(v, eol, "close"))
+        c->close_after = 1;
+      line = memchr(line, '\n', (size_t)(end + 2 - line));
+    }
+    if (body < 0) return -1;
+    total = (size_t)(end - start) + 4 + (size_t)body;
+    if (total > IN_CAP) return -1;
+    if (c->in_len < total) return 0;
+    if (c->queued < 32) c->queued_head |= (unsigned)is_head << c->queued;
+    c->queued++;
+    requests_served++;
+    memmove(c->in, c->in + total, c->in_len - total);
+    c->in_len -= total;
+    if (c->close_after) {
+      c->in_len = 0;
+      return 0;
+    }
+  }
+}
+
+/* Sends what is owed. Returns -1 on a dead connection. */
+static int flush(Conn *c) {
+  while (c->queued) {
+    size_t len = (c->queued_head & 1u) ? head_len : response_len;
+    ssize_t n = send(c->fd, response + c->off, len - c->off, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
+    }
+    c->off += (size_t)n;
+    if (c->off == len) {
+      c->off = 0;
+      c->queued--;
+      c->queued_head >>= 1;
+    }
+  }
+  return c->close_after ? -1 : 0;
+}
+
+static void conn_close(Conn *c) {
+  close(c->fd);
+  c->fd = -1;
+}
+
+static void accept_all(int lfd) {
+  for (;;) {
+    int fd = accept(lfd, NULL, NULL), one = 1, i;
+    if (fd < 0) return;
+    for (i = 0; i < MAX_CONN && conns[i].fd >= 0; i++) {}
+    if (i == MAX_CONN || set_nonblocking(fd) < 0) {
+      close(fd);
+      continue;
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    conns[i].fd = fd;
+    conns[i].in_len = 0;
+    conns[i].queued = conns[i].queued_head = 0;
+    conns[i].off = 0;
+    conns[i].close_after = 0;
+    connections_accepted++;
+  }
+}
+
+static void on_readable(Conn *c) {
+  for (;;) {
+    ssize_t n = recv(c->fd, c->in + c->in_len, IN_CAP - c->in_len, 0);
+    if (n == 0) {
+      conn_close(c);
+      return;
+    }
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) conn_close(c);
+      break;
+    }
+    c->in_len += (size_t)n;
+    if (c->in_len < IN_CAP) break; /* short read: the socket is drained */
+    if (parse_requests(c) < 0) {
+      conn_close(c);
+      return;
+    }
+  }
+  if (parse_requests(c) < 0 || flush(c) < 0) conn_close(c);
+}
+
+int main(int argc, char **argv) {
+  struct sockaddr_in addr;
+  socklen_t addr_len = sizeof addr;
+  struct sigaction sa;
+  struct pollfd pfd[MAX_CONN + 1];
+  struct rusage ru;
+  int lfd, one = 1, i;
+
+  if (argc != 2) {
+    fprintf(stderr, "usage: %s BODY_FILE\n", argv[0]);
+    return 2;
+  }
+  load_response(argv[1]);
+  for (i = 0; i < MAX_CONN; i++) conns[i].fd = -1;
+
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal; /* no SA_RESTART: poll() returns EINTR */
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGALRM, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+  alarm(LIFETIME);
+
+  lfd = socket(AF_INET, SOCK_STREAM, 0);
+  if (lfd < 0) die("socket");
+  setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  memset(&addr, 0, sizeof addr);
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  if (bind(lfd, (struct sockaddr *)&addr, sizeof addr) < 0) die("bind");
+  if (listen(lfd, 64) < 0) die("listen");
+  if (set_nonblocking(lfd) < 0) die("fcntl");
+  if (getsockname(lfd, (struct sockaddr *)&addr, &addr_len) < 0) die("getsockname");
+  printf("PORT %d\n", ntohs(addr.sin_port));
+  fflush(stdout);
+
+  while (!stop_signal) {
+    int nfds = 1, slot[MAX_CONN + 1], ready;
+    pfd[0].fd = lfd;
+    pfd[0].events = POLLIN;
+    for (i = 0; i < MAX_CONN; i++) {
+      if (conns[i].fd < 0) continue;
+      pfd[nfds].fd = conns[i].fd;
+      pfd[nfds].events = (short)(conns[i].queued ? POLLIN | POLLOUT : POLLIN);
+      slot[nfds++] = i;
+    }
+    ready = poll(pfd, (nfds_t)nfds, 1000);
+    if (ready < 0) {
+      if (errno == EINTR) continue;
+      die("poll");
+    }
+    for (i = 1; i < nfds; i++) {
+      Conn *c = &conns[slot[i]];
+      if (pfd[i].revents & POLLIN) on_readable(c);
+      else if (pfd[i].revents & POLLOUT) {
+        if (flush(c) < 0) conn_close(c);
+      } else if (pfd[i].revents & (POLLERR | POLLHUP | POLLNVAL)) conn_close(c);
+    }
+    if (pfd[0].revents & POLLIN) accept_all(lfd);
+  }
+
+  getrusage(RUSAGE_SELF, &ru);
+  fprintf(stderr, "static_server: %s, %lu requests on %lu connections, cpu %.0f us\n",
+          stop_signal == SIGALRM ? "lifetime over" : "stopped", requests_served,
+          connections_accepted,
+          (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
+              (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec));
+  return 0;
+}

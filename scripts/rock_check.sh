@@ -1,0 +1,56 @@
+#!/bin/sh
+# rock_check.sh: checks the rockspec the way a user would install it.
+#   sh scripts/rock_check.sh [ROCKSPEC] [LUA_VERSION]      (defaults: atai-scm-1.rockspec 5.4)
+# 1. luarocks lint ROCKSPEC.
+# 2. luarocks make into a throw-away tree, from a copy of the work tree
+#    (LuaRocks' builtin build writes src/core.o and atai/core.so into the
+#    source folder) and with --deps-mode=none: no rock server is contacted.
+# 3. A fresh lua$LUA_VERSION, started outside the repository with
+#    package.path/cpath pointing at that tree (plus the system folders, for
+#    Debian's lua-cjson), must load atai from the tree: VERSION and
+#    atai.core's version_info().curl_version.
+# Extra luarocks variables (CURL_DIR=..., CURL_INCDIR=...) may come in
+# ROCK_VARS. The temporary folders are removed at the end.
+set -eu
+rockspec=${1:-atai-scm-1.rockspec}
+v=${2:-5.4}
+lua=lua$v
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+mkdir "$tmp/src" "$tmp/tree" "$tmp/run"
+
+echo "=== luarocks lint $rockspec"
+luarocks lint "$rockspec"
+
+echo "=== luarocks --lua-version=$v make --deps-mode=none --tree=<temp> $rockspec"
+tar --exclude=./build --exclude=./.git -cf - . | tar -C "$tmp/src" -xf -
+# shellcheck disable=SC2086
+(cd "$tmp/src" && luarocks --lua-version="$v" make --deps-mode=none --tree="$tmp/tree" \
+  "$rockspec" ${ROCK_VARS:-})
+
+echo "=== $lua loads atai from the tree"
+cd "$tmp/run"
+LUA_PATH="$tmp/tree/share/lua/$v/?.lua;$tmp/tree/share/lua/$v/?/init.lua;;" \
+LUA_CPATH="$tmp/tree/lib/lua/$v/?.so;;" ROCK_TREE="$tmp/tree" \
+  "$lua" - <<'EOF'
+local tree = os.getenv("ROCK_TREE")
+local function from_tree(name, path)
+  local file = package.searchpath(name, path)
+  assert(file and file:sub(1, #tree + 1) == tree .. "/",
+    ("%s comes from %s, not from the rock tree %s"):format(name, tostring(file), tree))
+  return file
+end
+local atai_file = from_tree("atai", package.path)
+local core_file = from_tree("atai.core", package.cpath)
+local atai = require("atai")
+assert(type(atai.VERSION) == "string", "atai.VERSION is not a string")
+local info = require("atai.core").version_info()
+assert(type(info.curl_version) == "string", "version_info().curl_version is not a string")
+for name in pairs(package.loaded) do
+  if name:match("^atai%.") and name ~= "atai.core" then from_tree(name, package.path) end
+end
+print(("atai %s from %s\natai.core from %s (libcurl %s)"):format(
+  atai.VERSION, atai_file, core_file, info.curl_version))
+print("rock-check: ok")
+EOF
