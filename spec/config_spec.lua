@@ -98,6 +98,15 @@ describe("configuration", function()
       assert.are.equal(0, #srv:requests())
     end)
 
+    it("proxy: requests go through it, in absolute form", function()
+      local c = atai.new { endpoint = "http://localhost:1/v0.5", api_key = srv.key,
+        proxy = "http://127.0.0.1:" .. srv.port, max_retries = 0 }
+      c:get_job(SEED) -- the fake server is no proxy: it answers 404 for the absolute URL
+      c:close()
+      local req = srv:requests()[1]
+      assert.are.equal("http://localhost:1/v0.5/batch/jobs/" .. SEED, req.path)
+    end)
+
     it("user_agent is prepended to atai's own", function()
       local c = atai.new { endpoint = srv.endpoint, api_key = srv.key, user_agent = "my-tool/2.0" }
       assert(c:get_job(SEED))
