@@ -6,7 +6,7 @@
 --
 -- libcurl is found by its library (libcurl.so) under /usr/local, /usr or /;
 -- for another prefix pass CURL_DIR=... or CURL_INCDIR=... CURL_LIBDIR=...
--- (see docs/portability.md).
+-- (see README.md, "Installing with LuaRocks").
 rockspec_format = "3.0"
 package = "atai"
 version = "scm-1"
@@ -66,7 +66,16 @@ build = {
   copy_directories = { "examples" },
 }
 
+-- `luarocks make && luarocks test` from a checkout: busted reads .busted,
+-- which finds lua/ and the atai/core.so that `luarocks make` left in the
+-- checkout. The fake API server it starts needs lua5.4 on PATH (or
+-- ATAI_FAKE_LUA naming a Lua 5.3+ with LuaSocket and lua-cjson).
+test_dependencies = {
+  "busted",
+  "luasocket",
+}
+
 test = {
   type = "command",
-  command = "make test",
+  command = "busted",
 }

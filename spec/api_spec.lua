@@ -318,6 +318,32 @@ describe("batch API", function()
     end)
   end)
 
+  describe("writes retry only what cannot have reached the server", function()
+    for _, fname in ipairs({ "cancel_job", "retry_job", "delete_job" }) do
+      it(fname .. ": a refused connection is retried, a 503 is not", function()
+        local dead = atai.new { endpoint = "http://127.0.0.1:1/v0.5", api_key = "k", retry_backoff = 0.01 }
+        local _, err = dead[fname](dead, "job_running")
+        dead:close()
+        assert.are.equal("network", err.kind)
+        assert.are.equal(3, err.attempts)
+        t.srv:fault { path_prefix = "/v0.5/batch/jobs/job_running", responses = { { status = 503 } } }
+        _, err = t.client[fname](t.client, "job_running")
+        assert.are.equal(503, err.status)
+        assert.are.equal(1, err.attempts)
+      end)
+    end
+  end)
+
+  it("argument errors point at the caller's line, not into atai", function()
+    local ok, msg = pcall(function() t.client:job_events(42) end)
+    assert.is_false(ok)
+    assert.is_truthy(msg:find("api_spec.lua:%d+: bad argument #1 to 'job_events'"), msg)
+    ok, msg = pcall(function() t.client:create_job({}) end)
+    assert.is_truthy(msg:find("api_spec.lua:%d+: bad argument #1 to 'create_job'"), msg)
+    ok, msg = pcall(function() atai.find_pipeline(5) end)
+    assert.is_truthy(msg:find("api_spec.lua:%d+: bad argument #1 to 'find_pipeline'"), msg)
+  end)
+
   describe("every id-taking function checks its id before sending", function()
     local fns = { "get_job", "cancel_job", "retry_job", "delete_job", "job_events", "job_progress",
       "job_inputs", "job_inputs_progress", "job_input_counts", "job_input_traces", "job_outputs",

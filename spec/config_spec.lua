@@ -107,6 +107,39 @@ describe("configuration", function()
       assert.are.equal("http://localhost:1/v0.5/batch/jobs/" .. SEED, req.path)
     end)
 
+    it("an http:// endpoint ignores the environment's proxy: the key stays on loopback", function()
+      local out, ok = util.run_lua([[
+        local atai = require("atai")
+        local job, err = atai.get_job("job_2abc3def4ghi5jkl6mno7pqr")
+        print(job and job.status or tostring(err))
+      ]], { ATAI_API_KEY = srv.key, ATAI_API_ENDPOINT = srv.endpoint, no_proxy = false, NO_PROXY = false,
+            http_proxy = "http://127.0.0.1:1", HTTP_PROXY = "http://127.0.0.1:1", ALL_PROXY = "http://127.0.0.1:1" })
+      assert.is_true(ok, out)
+      assert.are.equal("COMPLETED\n", out)
+    end)
+
+    it("an http:// endpoint refuses a proxy off loopback", function()
+      local ok, msg = pcall(atai.new, { endpoint = srv.endpoint, api_key = "k", proxy = "http://proxy.example:3128" })
+      assert.is_false(ok)
+      assert.is_truthy(msg:find("option 'proxy'", 1, true), msg)
+    end)
+
+    it("trims ATAI_API_KEY (a key pasted with a newline or spaces)", function()
+      local out, ok = util.run_lua([[
+        local job, err = require("atai").get_job("job_2abc3def4ghi5jkl6mno7pqr")
+        print(job and job.status or tostring(err))
+      ]], { ATAI_API_KEY = "  " .. srv.key .. "  ", ATAI_API_ENDPOINT = srv.endpoint })
+      assert.is_true(ok, out)
+      assert.are.equal("COMPLETED\n", out)
+    end)
+
+    it("refuses control characters in api_key (no header injection)", function()
+      local ok, msg = pcall(atai.new, { endpoint = srv.endpoint, api_key = "k\r\nX-Injected: yes" })
+      assert.is_false(ok)
+      assert.is_truthy(msg:find("option 'api_key'", 1, true), msg)
+      assert.is_falsy(msg:find("X-Injected", 1, true))
+    end)
+
     it("user_agent is prepended to atai's own", function()
       local c = atai.new { endpoint = srv.endpoint, api_key = srv.key, user_agent = "my-tool/2.0" }
       assert(c:get_job(SEED))

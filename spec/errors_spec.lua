@@ -182,12 +182,29 @@ describe("errors", function()
     assert.is_true(err.retryable)
   end)
 
+  it("network: a host name that does not resolve", function()
+    local c = atai.new { endpoint = "https://atai-test.invalid/v0.5", api_key = "k", max_retries = 0 }
+    local _, err = c:get_job(SEED)
+    c:close()
+    assert.are.equal("network", err.kind)
+    assert.are.equal(6, err.curl_code) -- CURLE_COULDNT_RESOLVE_HOST
+    assert.is_true(err.retryable)
+  end)
+
   it("network: TLS to a server that does not speak it", function()
     local tls = atai.new { endpoint = "https://127.0.0.1:" .. t.srv.port .. "/v0.5", api_key = "k", max_retries = 0 }
     local _, err = tls:get_job(SEED)
     tls:close()
     assert.are.equal("network", err.kind)
     assert.is_false(err.retryable)
+  end)
+
+  it("config: a ca_file that cannot be read", function()
+    local c = atai.new { endpoint = "https://127.0.0.1:" .. t.srv.port .. "/v0.5", api_key = "k",
+      ca_file = "/nonexistent/ca.pem", max_retries = 0 }
+    local _, err = c:get_job(SEED)
+    c:close()
+    assert.are.equal("config", err.kind)
   end)
 
   it("has a readable tostring", function()
@@ -210,7 +227,8 @@ describe("errors", function()
 
     local function assert_no_key(v)
       for _, s in ipairs(util.strings(v)) do
-        assert.is_falsy(s:find(KEY, 1, true), "key leaked in: " .. s)
+        -- the message never quotes the string: a failure must not print the key
+        assert.is_falsy(s:find(KEY, 1, true), "the key leaked into a string of " .. #s .. " bytes")
       end
       if type(v) == "table" or type(v) == "userdata" then
         assert.is_falsy(tostring(v):find(KEY, 1, true))

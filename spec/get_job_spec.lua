@@ -117,6 +117,21 @@ describe("get_job", function()
     assert.are.equal(SEED, job.id)
   end)
 
+  it("takes per-call options: timeout and max_retries", function()
+    t.srv:fault { path = "/v0.5/batch/jobs/" .. SEED, responses = { { delay = 1 }, { status = 503 }, { status = 503 } } }
+    local _, err = t.client:get_job(SEED, { timeout = 0.2, max_retries = 0 })
+    assert.are.equal("timeout", err.kind)
+    assert.are.equal(1, err.attempts)
+    _, err = t.client:get_job(SEED, { max_retries = 1 })
+    assert.are.equal(503, err.status)
+    assert.are.equal(2, err.attempts)
+    for _, bad in ipairs({ "fast", { timeout = 0 }, { timeout = "1" }, { max_retries = -1 }, { max_retries = 0.5 } }) do
+      local ok, msg = pcall(t.client.get_job, t.client, SEED, bad)
+      assert.is_false(ok)
+      assert.is_truthy(msg:find("bad argument #2 to 'get_job'", 1, true), msg)
+    end
+  end)
+
   describe("bad arguments raise before any request", function()
     local cases = {
       { "no id", {}, "id: string expected, got no value" },

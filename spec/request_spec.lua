@@ -67,12 +67,43 @@ describe("request", function()
   it("escapes control characters in JSON strings", function()
     t.srv:fault { method = "POST", path = "/v0.5/echo", responses = { { status = 200, json = {} } } }
     assert(t.client:request("POST", "/echo", { body = { s = "\1\31\127" } }))
-    assert.are.equal('{"s":"\\u0001\\u001f\127"}', t.srv:requests()[1].body)
+    assert.are.equal('{"s":"\\u0001\\u001F\127"}', t.srv:requests()[1].body)
   end)
 
   it("sends no Content-Type without a body", function()
     assert(t.client:request("GET", "/batch/jobs/" .. SEED))
     assert.is_nil(t.srv:requests()[1].headers["content-type"])
+  end)
+
+  it("sends a body-less POST without any Content-Type", function()
+    t.srv:fault { method = "POST", path = "/v0.5/echo", responses = { { status = 200, json = {} } } }
+    assert(t.client:request("POST", "/echo"))
+    assert.is_nil(t.srv:requests()[1].headers["content-type"])
+    assert.are.equal("0", t.srv:requests()[1].headers["content-length"])
+  end)
+
+  it("lets opts.headers replace atai's Accept and Content-Type, not add to them", function()
+    t.srv:fault { method = "POST", path = "/v0.5/echo", responses = { { status = 200, json = {} } } }
+    assert(t.client:request("POST", "/echo", { body = { a = 1 },
+      headers = { accept = "text/plain", ["Content-Type"] = "application/merge-patch+json" } }))
+    local h = t.srv:requests()[1].headers
+    assert.are.equal("text/plain", h["accept"])
+    assert.are.equal("application/merge-patch+json", h["content-type"])
+  end)
+
+  it("checks opts.query even when the client has no key", function()
+    local c = atai.new { endpoint = t.srv.endpoint }
+    local ok, msg = pcall(c.request, c, "GET", "/x", { query = { a = print } })
+    c:close()
+    assert.is_false(ok)
+    assert.is_truthy(msg:find("opts.query.a", 1, true), msg)
+  end)
+
+  it("opts.timeout bounds one call's attempts", function()
+    t.srv:fault { path = "/v0.5/slow", responses = { { delay = 2, status = 200, json = {} } } }
+    local _, err = t.client:request("GET", "/slow", { timeout = 0.2, max_retries = 0 })
+    assert.are.equal("timeout", err.kind)
+    assert.are.equal(1, err.attempts)
   end)
 
   it("sends extra headers", function()
@@ -132,6 +163,9 @@ describe("request", function()
         cyclic.self = cyclic
         t.client:request("POST", "/x", { body = cyclic })
       end, "nested deeper than" },
+      { "GET with a body", function() t.client:request("GET", "/x", { body = { a = 1 } }) end, "opts.body: a GET request has no body" },
+      { "HEAD with a body", function() t.client:request("HEAD", "/x", { body = {} }) end, "opts.body: a HEAD request has no body" },
+      { "timeout zero", function() t.client:request("GET", "/x", { timeout = 0 }) end, "opts.timeout" },
       { "idempotent not a boolean", function() t.client:request("POST", "/x", { idempotent = 1 }) end, "opts.idempotent" },
       { "max_retries negative", function() t.client:request("GET", "/x", { max_retries = -1 }) end, "opts.max_retries" },
     }
@@ -153,6 +187,14 @@ describe("request", function()
       return #t.srv:requests(), body, err
     end
 
+    it("GET retries a host name that does not resolve", function()
+      local c = atai.new { endpoint = "https://atai-test.invalid/v0.5", api_key = "k", retry_backoff = 0.01 }
+      local _, err = c:request("GET", "/thing")
+      c:close()
+      assert.are.equal("network", err.kind)
+      assert.are.equal(3, err.attempts)
+    end)
+
     it("GET retries a 503", function()
       local n, body = retries_of("GET", { status = 503 })
       assert.are.equal(2, n)
@@ -169,6 +211,28 @@ describe("request", function()
         t.srv:reset()
         n = retries_of(method, { close_after_bytes = 3 })
         assert.are.equal(1, n)
+        t.srv:reset()
+        n, body, err = retries_of(method, { delay = 1 }, { timeout = 0.2 })
+        assert.are.equal("timeout", err.kind)
+        assert.are.equal(1, err.attempts)
+      end)
+
+      it(method .. " is sent once even when a kept-alive connection dies unanswered", function()
+        assert(t.client:request("GET", "/batch/jobs/queue")) -- warm the connection
+        t.srv:reset()
+        local _, _, err = retries_of(method, { close = true })
+        assert.are.equal("network", err.kind)
+        local sent = 0
+        for _, r in ipairs(t.srv:requests()) do sent = sent + (r.method == method and 1 or 0) end
+        assert.are.equal(1, sent)
+      end)
+
+      it(method .. " retries a host name that does not resolve (nothing was sent)", function()
+        local c = atai.new { endpoint = "https://atai-test.invalid/v0.5", api_key = "k", retry_backoff = 0.01 }
+        local _, err = c:request(method, "/thing")
+        c:close()
+        assert.are.equal("network", err.kind)
+        assert.are.equal(3, err.attempts)
       end)
 
       it(method .. " retries a refused connection (nothing was sent)", function()

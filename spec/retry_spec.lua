@@ -167,10 +167,12 @@ describe("retries", function()
       assert.are.equal(0, first_delay { ["Retry-After"] = "Mon, 01 Jan 2001 00:00:00 GMT" })
     end)
 
-    it("that is unreadable falls back to backoff", function()
-      local d = first_delay { ["Retry-After"] = "soon" }
-      assert.is_true(d > 0 and d <= 0.01)
-    end)
+    for _, bad in ipairs({ "soon", "1e1", "0x10", "inf", "-5" }) do
+      it("that is not digits or an HTTP-date (" .. bad .. ") falls back to backoff", function()
+        local d = first_delay { ["Retry-After"] = bad }
+        assert.is_true(d > 0 and d <= 0.01, tostring(d))
+      end)
+    end
 
     it("really waits, then succeeds (1 s)", function()
       srv:fault { path = PATH, responses = { { status = 503, headers = { ["Retry-After"] = "1" } }, { pass = true } } }

@@ -92,6 +92,7 @@ describe("atai-scm-1.rockspec", function()
 
   it("runs the busted suite as its test", function()
     assert.are.equal("command", spec.test.type)
-    assert.are.equal("make test", spec.test.command)
+    assert.are.equal("busted", spec.test.command)
+    assert.are.same({ "busted", "luasocket" }, spec.test_dependencies)
   end)
 end)

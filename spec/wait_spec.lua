@@ -56,6 +56,18 @@ describe("wait_job", function()
     assert.is_truthy(tostring(err):find("job_running", 1, true))
   end)
 
+  it("timeout bounds the whole wait, slow polls included", function()
+    t.srv:fault { path = "/v0.5/batch/jobs/job_running", responses = { { delay = 3 }, { delay = 3 } } }
+    local c = atai.new { endpoint = t.srv.endpoint, api_key = t.srv.key, max_retries = 2, timeout = 60 }
+    local final, err = c:wait_job("job_running", { interval = 0.01, timeout = 0.3 })
+    c:close()
+    assert.is_nil(final)
+    assert.are.equal("timeout", err.kind)
+    -- a poll cut at the deadline (and at most one more, cut at once):
+    -- not 3 attempts of 60 s each
+    assert.is_true(#t.srv:requests() <= 2, #t.srv:requests() .. " requests")
+  end)
+
   it("keeps waiting through retryable errors, reporting them to on_error", function()
     local job = create("flaky")
     t.srv:fault { path = "/v0.5/batch/jobs/" .. job.id, responses = {

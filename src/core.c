@@ -31,7 +31,6 @@
 
 #define ATAI_VERSION "0.1.0"
 #define CLIENT_MT "atai.Client"
-#define ARRAY_MT "atai.array"
 #define ID_MAX_LEN 128
 #define RETRY_AFTER_MAX 60.0 /* seconds: a longer Retry-After is capped */
 
@@ -56,6 +55,7 @@ typedef struct Client {
   char *base_url;                     /* endpoint, no trailing slash */
   char *config_error;                 /* why this client cannot send, or NULL */
   curl_off_t max_response_bytes;
+  long timeout_ms;             /* per attempt, unless a call sets its own */
   int max_retries;
   double backoff, backoff_max; /* seconds */
   int on_retry_ref;            /* registry ref of opts.on_retry, or LUA_NOREF */
@@ -73,6 +73,7 @@ typedef struct Request {
   int has_body;    /* c->payload holds the JSON to send */
   RetryPolicy policy;
   int max_retries;
+  long timeout_ms; /* per attempt */
 } Request;
 
 typedef struct Outcome {
@@ -125,19 +126,17 @@ static int ascii_lower(int ch) {
   return (ch >= 'A' && ch <= 'Z') ? ch + 32 : ch;
 }
 
-/* Whether the n bytes at s equal `lower` (lowercase), ignoring ASCII case. */
-static int equals_ci(const char *s, size_t n, const char *lower) {
+/* Whether the first n bytes of a and b are equal, ignoring ASCII case. */
+static int same_ci(const char *a, const char *b, size_t n) {
   size_t i;
-  if (strlen(lower) != n) return 0;
   for (i = 0; i < n; i++)
-    if (ascii_lower((unsigned char)s[i]) != lower[i]) return 0;
+    if (ascii_lower((unsigned char)a[i]) != ascii_lower((unsigned char)b[i])) return 0;
   return 1;
 }
 
-/* Whether a header line of `len` bytes is header `name` (lowercase). */
-static int header_name_is(const char *line, size_t len, const char *name) {
-  size_t n = strlen(name);
-  return len > n && line[n] == ':' && equals_ci(line, n, name);
+/* Whether the n bytes at s spell `name`, ignoring ASCII case. */
+static int equals_ci(const char *s, size_t n, const char *name) {
+  return strlen(name) == n && same_ci(s, name, n);
 }
 
 
@@ -178,38 +177,60 @@ static size_t on_header(char *data, size_t size, size_t count, void *ud) {
 ** Response headers
 ** ====================================================================== */
 
+/* One "Name: value" line of the last response's headers. */
+typedef struct HeaderLine {
+  const char *name, *value;
+  size_t name_len, value_len;
+} HeaderLine;
+
+/* Reads the header line at *p (before `end`) into h, trimmed, and moves *p
+** past it. Returns 0 at the end; lines without a colon (the status line)
+** come back with name_len 0. */
+static int header_next(const char **p, const char *end, HeaderLine *h) {
+  const char *line = *p, *eol, *line_end, *colon, *v, *v_end;
+  if (line == NULL || line >= end) return 0;
+  eol = memchr(line, '\n', (size_t)(end - line));
+  line_end = eol ? eol : end;
+  *p = eol ? eol + 1 : end;
+  colon = memchr(line, ':', (size_t)(line_end - line));
+  h->name = line;
+  h->name_len = colon ? (size_t)(colon - line) : 0;
+  v = colon ? colon + 1 : line_end;
+  v_end = line_end;
+  while (v < v_end && (*v == ' ' || *v == '\t')) v++;
+  while (v_end > v && (v_end[-1] == '\r' || v_end[-1] == ' ' || v_end[-1] == '\t')) v_end--;
+  h->value = v;
+  h->value_len = (size_t)(v_end - v);
+  return 1;
+}
+
 /* Finds header `name` (lowercase) in the last response; returns its value
 ** (not NUL-terminated) and sets *len, or returns NULL. */
 static const char *response_header(Client *c, const char *name, size_t *len) {
-  const char *p = c->headers.data, *end = p + c->headers.len;
-  while (p && p < end) {
-    const char *eol = memchr(p, '\n', (size_t)(end - p));
-    size_t line_len = (size_t)((eol ? eol : end) - p);
-    if (header_name_is(p, line_len, name)) {
-      const char *v = p + strlen(name) + 1, *v_end = p + line_len;
-      while (v < v_end && (*v == ' ' || *v == '\t')) v++;
-      while (v_end > v && (v_end[-1] == '\r' || v_end[-1] == ' ')) v_end--;
-      *len = (size_t)(v_end - v);
-      return v;
+  const char *p = c->headers.data;
+  HeaderLine h;
+  while (header_next(&p, c->headers.data + c->headers.len, &h))
+    if (equals_ci(h.name, h.name_len, name)) {
+      *len = h.value_len;
+      return h.value;
     }
-    p = eol ? eol + 1 : end;
-  }
   return NULL;
 }
 
-/* Seconds asked for by Retry-After (delta-seconds or HTTP-date), capped at
-** RETRY_AFTER_MAX; -1 when absent or unreadable. */
+/* Seconds asked for by Retry-After (delta-seconds, digits only, or an
+** HTTP-date), capped at RETRY_AFTER_MAX; -1 when absent or unreadable. */
 static double retry_after_seconds(Client *c) {
   char value[64];
-  size_t len;
+  size_t len, i, digits = 0;
   const char *v = response_header(c, "retry-after", &len);
   double seconds;
-  char *end;
   if (v == NULL || len == 0 || len >= sizeof value) return -1;
   memcpy(value, v, len);
   value[len] = '\0';
-  seconds = strtod(value, &end);
-  if (end == value || *end != '\0') {
+  for (i = 0; i < len; i++) digits += value[i] >= '0' && value[i] <= '9';
+  if (digits == len) {
+    seconds = strtod(value, NULL);
+  } else {
     time_t when = curl_getdate(value, NULL);
     if (when == (time_t)-1) return -1;
     seconds = difftime(when, time(NULL));
@@ -223,32 +244,27 @@ static double retry_after_seconds(Client *c) {
 static void push_response_headers(lua_State *L, Client *c) {
   const char *p = c->headers.data, *end = p + c->headers.len;
   int lines = 0;
+  HeaderLine h;
   for (; p && p < end; p++) lines += *p == '\n';
   lua_createtable(L, 0, lines);
-  for (p = c->headers.data; p && p < end;) {
-    const char *eol = memchr(p, '\n', (size_t)(end - p));
-    const char *line_end = eol ? eol : end, *colon = memchr(p, ':', (size_t)(line_end - p));
+  p = c->headers.data;
+  while (header_next(&p, end, &h)) {
     char name[128];
-    size_t i, name_len = colon ? (size_t)(colon - p) : 0;
-    if (name_len > 0 && name_len < sizeof name) {
-      const char *v = colon + 1, *v_end = line_end;
-      while (v < v_end && (*v == ' ' || *v == '\t')) v++;
-      while (v_end > v && (v_end[-1] == '\r' || v_end[-1] == ' ')) v_end--;
-      for (i = 0; i < name_len; i++) name[i] = (char)ascii_lower((unsigned char)p[i]);
-      lua_pushlstring(L, name, name_len);
-      lua_pushvalue(L, -1);
-      lua_rawget(L, -3);
-      if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-        lua_pushlstring(L, v, (size_t)(v_end - v));
-      } else {
-        lua_pushliteral(L, ", ");
-        lua_pushlstring(L, v, (size_t)(v_end - v));
-        lua_concat(L, 3);
-      }
-      lua_rawset(L, -3);
+    size_t i;
+    if (h.name_len == 0 || h.name_len >= sizeof name) continue;
+    for (i = 0; i < h.name_len; i++) name[i] = (char)ascii_lower((unsigned char)h.name[i]);
+    lua_pushlstring(L, name, h.name_len);
+    lua_pushvalue(L, -1);
+    lua_rawget(L, -3);
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      lua_pushlstring(L, h.value, h.value_len);
+    } else {
+      lua_pushliteral(L, ", ");
+      lua_pushlstring(L, h.value, h.value_len);
+      lua_concat(L, 3);
     }
-    p = eol ? eol + 1 : end;
+    lua_rawset(L, -3);
   }
 }
 
@@ -286,6 +302,11 @@ static void easy_prepare(Client *c, const Request *r) {
   int is_get = strcmp(r->method, "GET") == 0, is_head = strcmp(r->method, "HEAD") == 0;
   int is_post = strcmp(r->method, "POST") == 0;
   curl_easy_setopt(e, CURLOPT_URL, r->url);
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, r->timeout_ms);
+  /* libcurl resends a request by itself when a reused connection turns out
+  ** dead before any reply; a write must never be sent twice, so it gets a
+  ** connection of its own. */
+  curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, r->policy == RETRY_UNSENT ? 1L : 0L);
   curl_easy_setopt(e, CURLOPT_NOBODY, 0L);
   if (r->has_body || is_post) {
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->has_body ? c->payload.data : "");
@@ -403,10 +424,10 @@ static void error_set_body(lua_State *L, Client *c) {
 static void push_transport_error(lua_State *L, Client *c, const Request *r, const Outcome *o) {
   if (c->out_of_memory) luaL_error(L, "not enough memory");
   if (c->too_large) {
-    lua_pushfstring(L, "response body larger than max_response_bytes (%d bytes)",
-                    (int)c->max_response_bytes);
-    error_new(L, "too_large", lua_tostring(L, -1));
-    lua_remove(L, -2);
+    char message[96];
+    snprintf(message, sizeof message, "response body larger than max_response_bytes (%lld bytes)",
+             (long long)c->max_response_bytes);
+    error_new(L, "too_large", message);
   } else {
     error_new(L, curl_kind(o->result)->kind,
               c->errbuf[0] ? c->errbuf : curl_easy_strerror(o->result));
@@ -578,28 +599,10 @@ static int client_unusable(lua_State *L, Client *c) {
 ** Client methods
 ** ====================================================================== */
 
-/* client:get_job(id) -> job | nil, err: GET {endpoint}/batch/jobs/{id}. */
-static int l_client_get_job(lua_State *L) {
-  Client *c = check_client(L, 1);
-  const char *id = check_id(L, 2, "get_job");
-  Request r;
-  lua_settop(L, 2);
-  if (client_unusable(L, c)) return 2;
-  lua_pushfstring(L, "%s/batch/jobs/%s", c->base_url, id);
-  r.method = "GET";
-  r.url = lua_tostring(L, -1);
-  r.has_body = 0;
-  r.policy = RETRY_TRANSIENT;
-  r.max_retries = c->max_retries;
-  curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, c->base_headers);
-  return request_finish(L, c, &r, EXPECT_OBJECT, 0);
-}
-
 static const char *const request_methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", NULL};
 
 /* Appends `s` percent-encoded (RFC 3986 unreserved characters kept). */
 static void add_escaped(luaL_Buffer *b, const char *s, size_t len) {
-  static const char hex[] = "0123456789ABCDEF";
   size_t i;
   for (i = 0; i < len; i++) {
     unsigned char ch = (unsigned char)s[i];
@@ -608,8 +611,8 @@ static void add_escaped(luaL_Buffer *b, const char *s, size_t len) {
       luaL_addchar(b, (char)ch);
     } else {
       luaL_addchar(b, '%');
-      luaL_addchar(b, hex[ch >> 4]);
-      luaL_addchar(b, hex[ch & 15]);
+      luaL_addchar(b, HEX_DIGITS[ch >> 4]);
+      luaL_addchar(b, HEX_DIGITS[ch & 15]);
     }
   }
 }
@@ -629,8 +632,8 @@ static void push_query_text(lua_State *L, int idx, const char *key) {
       break;
     default: break;
   }
-  luaL_error(L, "bad argument #3 to 'request' (opts.query.%s: string, integer, finite number "
-                "or boolean expected, got %s)", key, luaL_typename(L, idx));
+  arg_error(L, 4, "request", lua_pushfstring(L, "opts.query.%s: string, integer, finite number "
+                                                 "or boolean expected, got %s", key, luaL_typename(L, idx)));
 }
 
 /* Pushes the URL for `path` under the endpoint, with opts.query (at index
@@ -647,7 +650,7 @@ static void push_url(lua_State *L, Client *c, Buffer *url, const char *path, int
       const char *key;
       lua_Integer i, n = 1;
       if (lua_type(L, -2) != LUA_TSTRING)
-        luaL_error(L, "bad argument #3 to 'request' (opts.query: keys must be strings)");
+        arg_error(L, 4, "request", "opts.query: keys must be strings");
       key = lua_tostring(L, -2);
       if (lua_type(L, -1) == LUA_TTABLE) n = (lua_Integer)lua_rawlen(L, -1);
       for (i = 1; i <= n; i++) {
@@ -699,29 +702,51 @@ static void headers_append(lua_State *L, Client *c, const char *line) {
   c->request_headers = list;
 }
 
-/* Builds c->request_headers: the client's own, Content-Type when there is a
-** body, and opts.headers (table at `extra`, or 0). Owned by the client, so
-** an argument error raised midway leaks nothing. */
+/* Whether opts.headers (the table at `extra`, or 0) sets the header named
+** by the first `len` bytes of `name`, ignoring case. */
+static int user_sets_header(lua_State *L, int extra, const char *name, size_t len) {
+  int found = 0;
+  if (!extra) return 0;
+  lua_pushnil(L);
+  while (!found && lua_next(L, extra)) {
+    size_t klen;
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &klen) : NULL;
+    found = k && klen == len && same_ci(k, name, len);
+    lua_pop(L, 1);
+  }
+  if (found) lua_pop(L, 1); /* the key lua_next left */
+  return found;
+}
+
+/* Builds c->request_headers: the client's own (minus those the request
+** replaces), Content-Type: application/json when there is a body, and
+** opts.headers (table at `extra`, or 0). Owned by the client, so an
+** argument error raised midway leaks nothing. */
 static void build_request_headers(lua_State *L, Client *c, int extra, int has_body) {
   struct curl_slist *h;
   curl_slist_free_all(c->request_headers);
   c->request_headers = NULL;
-  for (h = c->base_headers; h; h = h->next) headers_append(L, c, h->data);
-  if (has_body) headers_append(L, c, "Content-Type: application/json");
+  for (h = c->base_headers; h; h = h->next) {
+    size_t name_len = strcspn(h->data, ":");
+    int is_content_type = name_len == 12 && same_ci(h->data, "content-type", 12);
+    if ((has_body && is_content_type) || user_sets_header(L, extra, h->data, name_len)) continue;
+    headers_append(L, c, h->data);
+  }
+  if (has_body && !user_sets_header(L, extra, "content-type", 12))
+    headers_append(L, c, "Content-Type: application/json");
   if (!extra) return;
   lua_pushnil(L);
   while (lua_next(L, extra)) {
     size_t nlen, vlen;
     const char *name, *value;
     if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
-      luaL_error(L, "bad argument #3 to 'request' (opts.headers: names and values must be strings)");
+      arg_error(L, 4, "request", "opts.headers: names and values must be strings");
     name = lua_tolstring(L, -2, &nlen);
     value = lua_tolstring(L, -1, &vlen);
     if (!header_ok(name, nlen, 1) || !header_ok(value, vlen, 0))
-      luaL_error(L, "bad argument #3 to 'request' (opts.headers: invalid header '%s')", name);
+      arg_error(L, 4, "request", lua_pushfstring(L, "opts.headers: invalid header '%s'", name));
     if (equals_ci(name, nlen, "authorization"))
-      luaL_error(L, "bad argument #3 to 'request' (opts.headers: Authorization is set from "
-                    "api_key)");
+      arg_error(L, 4, "request", "opts.headers: Authorization is set from api_key");
     lua_pushfstring(L, "%s: %s", name, value);
     headers_append(L, c, lua_tostring(L, -1));
     lua_pop(L, 2); /* the line and the value */
@@ -733,8 +758,8 @@ static int opt_table(lua_State *L, int opts, const char *field) {
   lua_getfield(L, opts, field);
   if (lua_isnil(L, -1)) return 0;
   if (lua_type(L, -1) != LUA_TTABLE)
-    luaL_error(L, "bad argument #3 to 'request' (opts.%s: table expected, got %s)", field,
-               luaL_typename(L, -1));
+    arg_error(L, opts, "request", lua_pushfstring(L, "opts.%s: table expected, got %s", field,
+                                                   luaL_typename(L, -1)));
   return lua_gettop(L);
 }
 
@@ -769,47 +794,96 @@ static const char *check_method(lua_State *L, int idx) {
   return NULL;
 }
 
+/* A Request with the client's defaults for `method`: GET and HEAD may be
+** repeated after any transient failure, other methods only when unsent. */
+static void request_init(Client *c, Request *r, const char *method) {
+  int idempotent = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+  r->method = method;
+  r->url = NULL;
+  r->has_body = 0;
+  r->policy = idempotent ? RETRY_TRANSIENT : RETRY_UNSENT;
+  r->max_retries = c->max_retries;
+  r->timeout_ms = c->timeout_ms;
+}
+
+/* Reads the per-call options every method takes from the table at `opts`
+** (argument idx of `fname`): timeout (seconds per attempt), max_retries. */
+static void read_call_opts(lua_State *L, int opts, const char *fname, Request *r) {
+  lua_Number n;
+  lua_getfield(L, opts, "timeout");
+  if (!lua_isnil(L, -1)) {
+    n = lua_tonumber(L, -1);
+    if (!(lua_type(L, -1) == LUA_TNUMBER && n >= 0.001 && n <= 86400))
+      arg_error(L, opts, fname, "opts.timeout: seconds from 0.001 to 86400 expected");
+    r->timeout_ms = (long)(n * 1000);
+  }
+  lua_getfield(L, opts, "max_retries");
+  if (!lua_isnil(L, -1)) {
+    n = lua_tonumber(L, -1);
+    if (!(lua_type(L, -1) == LUA_TNUMBER && n >= 0 && n <= 100 && n == (lua_Number)(int)n))
+      arg_error(L, opts, fname, "opts.max_retries: integer from 0 to 100 expected");
+    r->max_retries = (int)n;
+  }
+  lua_pop(L, 2);
+}
+
+/* The optional options table at idx: its index, or 0 when absent. */
+static int check_opts(lua_State *L, int idx, const char *fname) {
+  if (lua_isnoneornil(L, idx)) return 0;
+  if (!lua_istable(L, idx))
+    arg_error(L, idx, fname, lua_pushfstring(L, "opts: table expected, got %s", luaL_typename(L, idx)));
+  return idx;
+}
+
+/* client:get_job(id [, opts]) -> job | nil, err: GET {endpoint}/batch/jobs/{id}.
+** opts: timeout, max_retries (for this call). */
+static int l_client_get_job(lua_State *L) {
+  Client *c = check_client(L, 1);
+  const char *id = check_id(L, 2, "get_job");
+  int opts = check_opts(L, 3, "get_job");
+  Request r;
+  lua_settop(L, 3);
+  request_init(c, &r, "GET");
+  if (opts) read_call_opts(L, opts, "get_job", &r);
+  if (client_unusable(L, c)) return 2;
+  lua_pushfstring(L, "%s/batch/jobs/%s", c->base_url, id);
+  r.url = lua_tostring(L, -1);
+  curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, c->base_headers);
+  return request_finish(L, c, &r, EXPECT_OBJECT, 0);
+}
+
 /* client:request(method, path [, opts]) -> body, meta | nil, err
-** opts: query, body, headers, idempotent, max_retries. */
+** opts: query, body, headers, idempotent, timeout, max_retries. */
 static int l_client_request(lua_State *L) {
   Client *c = check_client(L, 1);
   const char *method = check_method(L, 2);
   const char *path = check_path(L, 3);
-  int opts = lua_isnoneornil(L, 4) ? 0 : 4, query = 0, headers = 0, idempotent;
+  int opts = check_opts(L, 4, "request"), query = 0, headers = 0;
   Request r;
-  if (opts && !lua_istable(L, 4))
-    arg_error(L, 4, "request", lua_pushfstring(L, "opts: table expected, got %s", luaL_typename(L, 4)));
   lua_settop(L, 4);
-  idempotent = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
-  r.method = method;
-  r.max_retries = c->max_retries;
-  r.has_body = 0;
+  request_init(c, &r, method);
   if (opts) {
     query = opt_table(L, opts, "query");
     headers = opt_table(L, opts, "headers");
+    read_call_opts(L, opts, "request", &r);
     lua_getfield(L, opts, "idempotent");
     if (!lua_isnil(L, -1)) {
       if (lua_type(L, -1) != LUA_TBOOLEAN) arg_error(L, 4, "request", "opts.idempotent: boolean expected");
-      idempotent = lua_toboolean(L, -1);
-    }
-    lua_getfield(L, opts, "max_retries");
-    if (!lua_isnil(L, -1)) {
-      lua_Number n = lua_tonumber(L, -1);
-      if (!(lua_type(L, -1) == LUA_TNUMBER && n >= 0 && n <= 100 && n == (lua_Number)(int)n))
-        arg_error(L, 4, "request", "opts.max_retries: integer from 0 to 100 expected");
-      r.max_retries = (int)n;
+      r.policy = lua_toboolean(L, -1) ? RETRY_TRANSIENT : RETRY_UNSENT;
     }
     lua_getfield(L, opts, "body");
     if (!lua_isnil(L, -1)) {
+      /* libcurl would turn a GET with a body into a POST. */
+      if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
+        arg_error(L, 4, "request", lua_pushfstring(L, "opts.body: a %s request has no body", method));
       json_encode(L, -1, &c->payload, "request body");
       r.has_body = 1;
     }
   }
-  r.policy = idempotent ? RETRY_TRANSIENT : RETRY_UNSENT;
   if (headers || r.has_body) build_request_headers(L, c, headers, r.has_body);
-  if (client_unusable(L, c)) return 2;
   push_url(L, c, &c->url, path, query);
   r.url = lua_tostring(L, -1);
+  if (client_unusable(L, c)) return 2;
   curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER,
                    (headers || r.has_body) ? c->request_headers : c->base_headers);
   return request_finish(L, c, &r, EXPECT_ANY, 1);
@@ -878,9 +952,8 @@ static double opt_number(lua_State *L, const char *field, double dflt, double mi
 }
 
 /* Applies the options set once per client on its easy handle. */
-static void easy_configure(Client *c, const char *user_agent, double timeout,
-                           double connect_timeout, const char *ca_file, const char *ca_path,
-                           const char *proxy) {
+static void easy_configure(Client *c, const char *user_agent, double connect_timeout,
+                           const char *ca_file, const char *ca_path, const char *proxy) {
   CURL *e = c->easy;
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
@@ -890,7 +963,6 @@ static void easy_configure(Client *c, const char *user_agent, double timeout,
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, ""); /* all that libcurl decodes */
   curl_easy_setopt(e, CURLOPT_USERAGENT, user_agent);
-  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(timeout * 1000));
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(connect_timeout * 1000));
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
@@ -904,7 +976,16 @@ static void easy_configure(Client *c, const char *user_agent, double timeout,
 #endif
   if (ca_file) curl_easy_setopt(e, CURLOPT_CAINFO, ca_file);
   if (ca_path) curl_easy_setopt(e, CURLOPT_CAPATH, ca_path);
+  /* "" turns proxies off, the environment's too: the Lua layer passes it
+  ** for http:// endpoints, whose key must not cross a proxy in clear. */
   if (proxy) curl_easy_setopt(e, CURLOPT_PROXY, proxy);
+}
+
+/* Appends a header every request of the client sends. */
+static void base_header(lua_State *L, Client *c, const char *line) {
+  struct curl_slist *list = curl_slist_append(c->base_headers, line);
+  if (list == NULL) luaL_error(L, "not enough memory");
+  c->base_headers = list;
 }
 
 /* core.new_client(opts) -> client. `opts` is resolved by the Lua layer:
@@ -941,12 +1022,15 @@ static int l_new_client(lua_State *L) {
   c->backoff = opt_number(L, "retry_backoff", 0.5, 0);
   c->backoff_max = opt_number(L, "retry_backoff_max", 8, 0);
   c->max_response_bytes = (curl_off_t)max_bytes;
+  c->timeout_ms = (long)(timeout * 1000);
   c->rng = (unsigned int)time(NULL) ^ (unsigned int)(size_t)c;
   lua_getfield(L, 1, "on_retry");
   if (!lua_isnil(L, -1)) {
     luaL_argcheck(L, lua_type(L, -1) == LUA_TFUNCTION, 1, "on_retry: function expected");
     c->on_retry_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
+  if (api_key && !header_ok(api_key, strlen(api_key), 0))
+    luaL_argerror(L, 1, "api_key: must not contain CR, LF or NUL");
   if (api_key == NULL || *api_key == '\0')
     config_error = config_error ? config_error
                                 : "no API key: set the ATAI_API_KEY environment variable or "
@@ -958,16 +1042,18 @@ static int l_new_client(lua_State *L) {
   c->multi = curl_multi_init();
   if (!c->base_url || (config_error && !c->config_error) || !c->easy || !c->multi)
     return luaL_error(L, "cannot create an atai client: out of memory or libcurl failed");
+  /* "Expect:" and "Content-Type:" switch off what libcurl would add:
+  ** 100-continue waits, and a form type on body-less POSTs. */
   if (api_key && *api_key) {
     lua_pushfstring(L, "Authorization: Bearer %s", api_key);
-    c->base_headers = curl_slist_append(NULL, lua_tostring(L, -1));
+    base_header(L, c, lua_tostring(L, -1));
     lua_pop(L, 1);
   }
-  c->base_headers = curl_slist_append(c->base_headers, "Accept: application/json");
-  if (c->base_headers) c->base_headers = curl_slist_append(c->base_headers, "Expect:");
-  if (c->base_headers == NULL) return luaL_error(L, "not enough memory");
-  easy_configure(c, user_agent ? user_agent : "atai-lua/" ATAI_VERSION, timeout,
-                 connect_timeout, ca_file, ca_path, proxy);
+  base_header(L, c, "Accept: application/json");
+  base_header(L, c, "Expect:");
+  base_header(L, c, "Content-Type:");
+  easy_configure(c, user_agent ? user_agent : "atai-lua/" ATAI_VERSION, connect_timeout,
+                 ca_file, ca_path, proxy);
   c->closed = 0;
   lua_settop(L, 2);
   return 1;

@@ -13,6 +13,7 @@
 */
 
 #define UV_DECODE 1        /* upvalue: decode function of a cjson.new() */
+#define ARRAY_MT "atai.array" /* metatable of atai.array(): encode as [] */
 #define JSON_MAX_DEPTH 200 /* nesting accepted in a request body */
 #define JSON_EXACT_INT 9007199254740992.0 /* 2^53 */
 
@@ -123,8 +124,9 @@ static void json_put(JsonOut *o, const char *s, size_t len) {
 
 #define json_putlit(o, s) json_put((o), (s), sizeof(s) - 1)
 
+static const char HEX_DIGITS[] = "0123456789ABCDEF"; /* also for URLs */
+
 static void json_put_string(JsonOut *o, const char *s, size_t len) {
-  static const char hex[] = "0123456789abcdef";
   size_t i, run = 0;
   json_putlit(o, "\"");
   for (i = 0; i < len; i++) {
@@ -143,8 +145,8 @@ static void json_put_string(JsonOut *o, const char *s, size_t len) {
       case '\b': esc[1] = 'b'; break;
       case '\f': esc[1] = 'f'; break;
       default:
-        esc[4] = hex[ch >> 4];
-        esc[5] = hex[ch & 15];
+        esc[4] = HEX_DIGITS[ch >> 4];
+        esc[5] = HEX_DIGITS[ch & 15];
         esc_len = 6;
     }
     json_put(o, esc, esc_len);
@@ -187,7 +189,7 @@ static lua_Integer json_array_length(lua_State *L, int idx) {
   lua_Integer n = (lua_Integer)lua_rawlen(L, idx), keys = 0;
   int marked = 0;
   if (lua_getmetatable(L, idx)) {
-    luaL_getmetatable(L, "atai.array");
+    luaL_getmetatable(L, ARRAY_MT);
     marked = lua_rawequal(L, -1, -2);
     lua_pop(L, 2);
   }

@@ -12,20 +12,17 @@ local pages = require("atai.pages")
 local Client = core.Client
 local api = {}
 
--- Sends a GET and returns the decoded body, or nil, err.
-local function get(self, path, query)
-  local body, meta = self:request("GET", path, { query = query })
+-- Sends a request and returns the decoded body alone, or nil, err. Writes
+-- (POST, DELETE) keep request's policy for them: never repeated once bytes
+-- may have reached the server, since the API has no idempotency key.
+local function call(self, method, path, opts)
+  local body, meta = self:request(method, path, opts)
   if body == nil then return nil, meta end
   return body
 end
 
--- Sends a write (POST or DELETE): never repeated once bytes may have
--- reached the server, since the API has no idempotency key.
-local function write(self, method, path, body)
-  local result, meta = self:request(method, path, { body = body, idempotent = false })
-  if result == nil then return nil, meta end
-  return result
-end
+local function get(self, path, query) return call(self, "GET", path, { query = query }) end
+local function write(self, method, path, body) return call(self, method, path, { body = body }) end
 
 local PAGE = { offset = "count", limit = "limit" }
 
@@ -61,7 +58,7 @@ api.LISTS = {
 -- Defines client:<name>([id,] filter) -> page, and client:<each>([id,] filter) -> iterator.
 local function define_list(name, path, filter_fields, field, each_name)
   local has_id = path:find("%s", 1, true) ~= nil
-  local function resolve(fname, self, a, b)
+  local function resolve(fname, a, b)
     if has_id then
       check.id(fname, 1, a)
       return path:format(a), check.filter(fname, 2, b, filter_fields)
@@ -69,11 +66,11 @@ local function define_list(name, path, filter_fields, field, each_name)
     return path, check.filter(fname, 1, a, filter_fields)
   end
   Client[name] = function(self, a, b)
-    local p, query = resolve(name, self, a, b)
+    local p, query = resolve(name, a, b)
     return get(self, p, query)
   end
   Client[each_name] = function(self, a, b)
-    local p, query = resolve(each_name, self, a, b)
+    local p, query = resolve(each_name, a, b)
     return pages.each(function(q) return get(self, p, q) end, field, query)
   end
 end

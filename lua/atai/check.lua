@@ -5,12 +5,26 @@ local core = require("atai.core")
 
 local check = {}
 
-local function is_number(v) return type(v) == "number" and v == v and v > -math.huge and v < math.huge end
+--- Whether v is a finite number.
+function check.is_number(v) return type(v) == "number" and v == v and v > -math.huge and v < math.huge end
+local is_number = check.is_number
 
---- Raises an argument error in the style of luaL_argerror, blaming the
---- caller of the API function.
+-- The stack level, seen from check.fail, of the first function outside
+-- atai's own Lua files: the user's call, however deep inside atai we are.
+local function caller_level()
+  local level = 3
+  while true do
+    local info = debug.getinfo(level, "S")
+    if not info then return 1 end
+    if not info.source:find("[/\\]atai[/\\][%w_]+%.lua$") then return level - 1 end
+    level = level + 1
+  end
+end
+
+--- Raises an argument error in the style of luaL_argerror, with the
+--- position of the user's call.
 function check.fail(fname, n, msg)
-  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), 4)
+  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), caller_level())
 end
 
 --- A job or pipeline id, by atai.core's rule (the one get_job applies).

@@ -6,18 +6,21 @@
 -- ATAI_API_ENDPOINT becomes a `config` error returned by every request.
 
 local core = require("atai.core")
+local check = require("atai.check")
 
 local config = {}
 
 config.DEFAULT_ENDPOINT = "https://api.u1.archetypeai.app/v0.5"
 config.API_VERSION_PATH = "/v0.5"
 
-local function is_number(v) return type(v) == "number" and v == v and v > -math.huge and v < math.huge end
+local is_number = check.is_number
 local function is_whole(v) return is_number(v) and v == math.floor(v) end
+-- A header value: no control characters (CR/LF would inject headers).
+local function is_header_text(v) return type(v) == "string" and not v:find("%c") end
 
 -- Each option: how to check it, and what the check expects (for messages).
 local OPTIONS = {
-  api_key = { "non-empty string", function(v) return type(v) == "string" and v ~= "" end },
+  api_key = { "non-empty string without control characters", function(v) return is_header_text(v) and v ~= "" end },
   endpoint = { "URL string", function(v) return type(v) == "string" end },
   timeout = { "number > 0 (seconds)", function(v) return is_number(v) and v > 0 end },
   connect_timeout = { "number > 0 (seconds)", function(v) return is_number(v) and v > 0 end },
@@ -27,10 +30,18 @@ local OPTIONS = {
   ca_file = { "path string", function(v) return type(v) == "string" and v ~= "" end },
   ca_path = { "path string", function(v) return type(v) == "string" and v ~= "" end },
   proxy = { "proxy URL string", function(v) return type(v) == "string" and v ~= "" end },
-  user_agent = { "string", function(v) return type(v) == "string" and not v:find("[%c]") end },
+  user_agent = { "string without control characters", is_header_text },
   max_response_bytes = { "integer > 0", function(v) return is_whole(v) and v > 0 end },
   on_retry = { "function", function(v) return type(v) == "function" end },
 }
+
+-- The host of an http(s) URL as written (IPv6 in brackets), or nil.
+local function url_host(url)
+  local authority = url:match("^%a[%w+.-]*://([^/?#]*)")
+  if not authority then return nil end
+  authority = authority:gsub("^.*@", "")
+  return authority:match("^(%[[^%]]*%])") or authority:match("^([^:]*)")
+end
 
 -- Whether `host` (as written in a URL, IPv6 in brackets) is this machine.
 local function is_loopback(host)
@@ -58,7 +69,7 @@ function config.normalize_endpoint(url)
     return nil, "endpoint must not contain spaces, a query, a fragment or credentials"
   end
   local authority, path = rest:match("^([^/]*)(.*)$")
-  local host = authority:match("^(%[[^%]]*%])") or authority:match("^([^:]*)")
+  local host = url_host(url)
   if host == "" then return nil, "endpoint has no host: '" .. url .. "'" end
   if scheme == "http" and not is_loopback(host) then
     return nil, "endpoint must use https: plain http:// is only allowed to a loopback host "
@@ -76,10 +87,27 @@ local function user_agent(app)
   return ua
 end
 
+-- An environment variable, trimmed (a key pasted with a newline is still
+-- the key); nil when unset or blank.
 local function env(name)
   local v = os.getenv(name)
+  v = v and v:match("^%s*(.-)%s*$")
   if v == "" then return nil end
   return v
+end
+
+-- The key must only travel encrypted or stay on this machine: for an
+-- http:// (loopback) endpoint, no proxy from the environment, and an
+-- explicit proxy only on loopback too. Returns the proxy to use ("" = none).
+local function proxy_for(base_url, proxy, fname)
+  if not base_url:find("^http://") then return proxy end
+  if proxy == nil then return "" end
+  local host = url_host(proxy) or proxy:match("^([^:/]*)")
+  if not is_loopback(host or "") then
+    error(("bad argument #1 to '%s' (option 'proxy': with an http:// endpoint the proxy must "
+      .. "be on loopback too, or the API key would cross the network in clear text)"):format(fname), 4)
+  end
+  return proxy
 end
 
 --- Checks `opts` (raising on unknown or bad options, naming the function
@@ -101,6 +129,10 @@ function config.resolve(opts, fname)
   resolved.endpoint = nil
   resolved.api_key = opts.api_key or env("ATAI_API_KEY")
   resolved.user_agent = user_agent(opts.user_agent)
+  if not is_header_text(resolved.api_key or "") then
+    resolved.api_key = nil
+    resolved.config_error = "ATAI_API_KEY contains control characters"
+  end
 
   if opts.endpoint then
     local base, why = config.normalize_endpoint(opts.endpoint)
@@ -113,9 +145,10 @@ function config.resolve(opts, fname)
       resolved.base_url = base
     else
       resolved.base_url = config.DEFAULT_ENDPOINT
-      resolved.config_error = "ATAI_API_ENDPOINT: " .. why
+      resolved.config_error = resolved.config_error or ("ATAI_API_ENDPOINT: " .. why)
     end
   end
+  resolved.proxy = proxy_for(resolved.base_url, opts.proxy, fname)
   return resolved
 end
 

@@ -45,7 +45,7 @@ atai.core = core
 
 -- Job statuses, as the API spells them.
 local STATUSES = { "PENDING", "ADMITTED", "RUNNING", "COMPLETED", "FAILED", "PREEMPTED", "CANCELLED" }
-local TERMINAL = { COMPLETED = true, FAILED = true, CANCELLED = true }
+local TERMINAL = wait.TERMINAL
 for _, status in ipairs(STATUSES) do atai[status] = status end
 atai.STATUSES = STATUSES
 
@@ -116,8 +116,8 @@ end
 -- Written out (no generated closures) so argument errors name the function.
 
 --- GET /batch/jobs/{id}: the job as Lua tables, or nil, err.
-function atai.get_job(id)
-  local job, err = atai.default_client():get_job(id)
+function atai.get_job(id, opts)
+  local job, err = atai.default_client():get_job(id, opts)
   return job, err
 end
 

@@ -10,7 +10,7 @@
 --   end
 --
 -- It stops when `total` items have been seen, on an empty page, and on a
--- page of items it has already seen (a server that ignores `offset`),
+-- page that repeats the previous one (a server that ignores `offset`),
 -- which it reports as an error rather than looping forever.
 
 local core = require("atai.core")
@@ -31,7 +31,7 @@ end
 local function repeated_page_error(offset)
   return core.new_error {
     kind = "decode",
-    message = ("the page at offset %d repeats items already returned (does the server "
+    message = ("the page at offset %d repeats the previous page (does the server "
       .. "ignore offset?); iteration stopped"):format(offset),
   }
 end
@@ -43,7 +43,7 @@ function pages.each(fetch, field, query)
   local offset = query.offset or 0
   local limit = query.limit or pages.DEFAULT_LIMIT
   local items, index = {}, 0
-  local seen = {}
+  local previous = {} -- identities of the last page's items
   local finished = false
 
   -- Fetches the next page into `items`; returns false, err on failure.
@@ -57,13 +57,14 @@ function pages.each(fetch, field, query)
         kind = "decode", message = ("page has no '%s' array"):format(field),
       }
     end
-    local fresh = 0
+    local ids, repeated = {}, #list > 0
     for _, item in ipairs(list) do
       local id = identity(item)
-      if id == nil or not seen[id] then fresh = fresh + 1 end
-      if id ~= nil then seen[id] = true end
+      if id == nil or not previous[id] then repeated = false end
+      if id ~= nil then ids[id] = true end
     end
-    if #list > 0 and fresh == 0 then return false, repeated_page_error(offset) end
+    if repeated then return false, repeated_page_error(offset) end
+    previous = ids
     items, index = list, 0
     offset = offset + #list
     local total = tonumber(page.total)

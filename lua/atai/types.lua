@@ -81,6 +81,7 @@
 ---@field body? any          encoded as JSON
 ---@field headers? table<string, string>
 ---@field idempotent? boolean  retry like a GET (default: only GET and HEAD)
+---@field timeout? number      seconds per attempt, for this call
 ---@field max_retries? integer
 
 ---@class atai.Meta
@@ -135,9 +136,10 @@
 local Client = {}
 
 ---@param id string
+---@param opts? {timeout?: number, max_retries?: integer}  for this call only
 ---@return atai.Job|nil job
 ---@return atai.Error|nil err
-function Client:get_job(id) end
+function Client:get_job(id, opts) end
 
 ---@param method "GET"|"POST"|"PUT"|"PATCH"|"DELETE"|"HEAD"
 ---@param path string   under the endpoint, e.g. "/batch/jobs"
@@ -330,7 +332,7 @@ function atai.array(t) end
 function atai.is_error(v) end
 
 -- The default-client twins of every atai.Client method.
-atai.get_job = Client.get_job --[[@as fun(id: string): atai.Job|nil, atai.Error|nil]]
+atai.get_job = Client.get_job --[[@as fun(id: string, opts?: table): atai.Job|nil, atai.Error|nil]]
 atai.request = Client.request --[[@as fun(method: string, path: string, opts?: atai.RequestOptions): any, atai.Meta|atai.Error]]
 atai.list_jobs = Client.list_jobs --[[@as fun(filter?: table): atai.JobPage|nil, atai.Error|nil]]
 atai.each_job = Client.each_job --[[@as fun(filter?: table): atai.Iterator<atai.Job>]]

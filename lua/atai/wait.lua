@@ -10,7 +10,9 @@ local check = require("atai.check")
 local Client = core.Client
 local wait = {}
 
-local TERMINAL = { COMPLETED = true, FAILED = true, CANCELLED = true }
+--- The statuses a job does not leave: COMPLETED, FAILED, CANCELLED.
+wait.TERMINAL = { COMPLETED = true, FAILED = true, CANCELLED = true }
+local TERMINAL = wait.TERMINAL
 
 local WAIT_DEFAULTS = { interval = 2, max_interval = 30, growth = 1.5 }
 
@@ -67,14 +69,18 @@ end
 --- (30 s), timeout (none), on_update(job) when status or input counts
 --- change, on_error(err) for a retryable polling error, which does not end
 --- the wait. Returns nil, err on a non-retryable error, or on timeout
---- (kind "timeout", err.job = the last job seen).
+--- (kind "timeout", err.job = the last job seen). The timeout bounds the
+--- whole wait, polls included.
 function Client:wait_job(id, opts)
   check.id("wait_job", 1, id)
   local o = wait_options(opts)
   local deadline = o.timeout and core.now() + o.timeout
   local pause, last_seen, last_print = o.interval, nil, nil
   while true do
-    local job, err = self:get_job(id)
+    -- With a deadline, no poll may outlive it: one attempt, bounded by the
+    -- time left (the wait loop itself retries).
+    local poll_opts = deadline and { timeout = math.max(deadline - core.now(), 0) + 0.001, max_retries = 0 }
+    local job, err = self:get_job(id, poll_opts)
     if job then
       last_seen = job
       local print_ = fingerprint(job)
