@@ -778,6 +778,12 @@ static const char *check_path(lua_State *L, int idx) {
     if (ch <= ' ' || ch >= 0x7f || ch == '?' || ch == '#')
       arg_error(L, idx, "request", lua_pushfstring(L, "path: invalid byte at position %d (put "
                                                       "the query in opts.query)", (int)i + 1));
+    /* A "." or ".." segment: libcurl would resolve it, leaving the API's
+    ** version prefix. */
+    if (ch == '/' && path[i + 1] == '.' &&
+        (path[i + 2] == '/' || path[i + 2] == '\0' ||
+         (path[i + 2] == '.' && (path[i + 3] == '/' || path[i + 3] == '\0'))))
+      arg_error(L, idx, "request", "path: '.' and '..' segments are not allowed");
   }
   return path;
 }
