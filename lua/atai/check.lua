@@ -16,7 +16,8 @@ local function caller_level()
   while true do
     local info = debug.getinfo(level, "S")
     if not info then return 1 end
-    if not info.source:find("[/\\]atai[/\\][%w_]+%.lua$") then return level - 1 end
+    local inside = info.what == "tail" or info.source:find("[/\\]atai[/\\][%w_]+%.lua$")
+    if not inside then return level - 1 end
     level = level + 1
   end
 end

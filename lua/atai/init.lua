@@ -132,7 +132,8 @@ end
 local function bind(name)
   atai[name] = function(...)
     local client = atai.default_client()
-    return client[name](client, ...)
+    local a, b = client[name](client, ...) -- not a tail call: keeps the caller's frame
+    return a, b
   end
 end
 for _, name in ipairs(api.BOUND) do bind(name) end
