@@ -345,6 +345,18 @@ static double retry_delay(Client *c, int attempt) {
   return d * (0.5 + 0.5 * client_random(c));
 }
 
+/* t.method, t.url, and t.status when a response came. Stack: t. */
+static void set_exchange_fields(lua_State *L, const Request *r, const Outcome *o) {
+  lua_pushstring(L, r->method);
+  lua_setfield(L, -2, "method");
+  lua_pushstring(L, r->url);
+  lua_setfield(L, -2, "url");
+  if (o->status > 0) {
+    lua_pushinteger(L, o->status);
+    lua_setfield(L, -2, "status");
+  }
+}
+
 /* Calls opts.on_retry{attempt, delay, kind, status, method, url}. It runs
 ** between attempts, when the easy handle is out of the multi handle and all
 ** memory belongs to the client, so an error it raises leaks nothing. The
@@ -362,14 +374,7 @@ static void notify_retry(lua_State *L, Client *c, const Request *r, const Outcom
   lua_setfield(L, -2, "delay");
   lua_pushstring(L, o->result == CURLE_OK ? status_kind(o->status) : curl_kind(o->result)->kind);
   lua_setfield(L, -2, "kind");
-  if (o->status > 0) {
-    lua_pushinteger(L, o->status);
-    lua_setfield(L, -2, "status");
-  }
-  lua_pushstring(L, r->method);
-  lua_setfield(L, -2, "method");
-  lua_pushstring(L, r->url);
-  lua_setfield(L, -2, "url");
+  set_exchange_fields(L, r, o);
   c->in_callback = 1;
   status = lua_pcall(L, 1, 0, 0);
   c->in_callback = 0;
@@ -401,16 +406,13 @@ static void request_run(lua_State *L, Client *c, const Request *r, Outcome *o) {
 ** Results: the decoded body, or nil and an error table
 ** ====================================================================== */
 
-/* Adds the fields every transport error carries. Stack: err. */
+/* Adds the fields every request error carries. Stack: err. */
 static void error_set_request(lua_State *L, const Request *r, const Outcome *o) {
   lua_pushboolean(L, o->retryable);
   lua_setfield(L, -2, "retryable");
   lua_pushinteger(L, o->attempts);
   lua_setfield(L, -2, "attempts");
-  lua_pushstring(L, r->method);
-  lua_setfield(L, -2, "method");
-  lua_pushstring(L, r->url);
-  lua_setfield(L, -2, "url");
+  set_exchange_fields(L, r, o);
 }
 
 /* err.body: at most ERROR_BODY_MAX bytes of the response. Stack: err. */
@@ -434,10 +436,6 @@ static void push_transport_error(lua_State *L, Client *c, const Request *r, cons
   }
   lua_pushinteger(L, (lua_Integer)o->result);
   lua_setfield(L, -2, "curl_code");
-  if (o->status > 0) {
-    lua_pushinteger(L, o->status);
-    lua_setfield(L, -2, "status");
-  }
   error_set_request(L, r, o);
 }
 
@@ -452,8 +450,6 @@ static void push_status_error(lua_State *L, Client *c, const Request *r, const O
     lua_pushfstring(L, "HTTP %d", (int)o->status);
   error_new(L, status_kind(o->status), lua_tostring(L, -1));
   lua_remove(L, -2);
-  lua_pushinteger(L, o->status);
-  lua_setfield(L, -2, "status");
   error_set_request(L, r, o);
   error_set_body(L, c);
   if (ra >= 0) {
@@ -472,8 +468,6 @@ static void push_decode_error(lua_State *L, Client *c, const Request *r, const O
   lua_pushfstring(L, "response is not the JSON expected: %s", why);
   error_new(L, "decode", lua_tostring(L, -1));
   lua_remove(L, -2);
-  lua_pushinteger(L, o->status);
-  lua_setfield(L, -2, "status");
   error_set_request(L, r, o);
   error_set_body(L, c);
 }
