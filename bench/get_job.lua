@@ -16,19 +16,7 @@ if not job or job.id ~= id or job.input_progress.completed ~= 1 then
   harness.fail("get_job", err or "unexpected job")
 end
 
-for _ = 1, warmup do
-  job, err = get_job(client, id)
-  if not job then harness.fail("get_job", err) end
-end
-
-local wall0, cpu0 = harness.now(), harness.cpu()
-for _ = 1, n do
-  job, err = get_job(client, id)
-  if not job then harness.fail("get_job", err) end
-end
-local cpu, wall = harness.cpu() - cpu0, harness.now() - wall0
-
-harness.report("get_job", n, wall, cpu)
+harness.measure("get_job", n, warmup, function() return get_job(client, id) end)
 client:close()
 -- Exit without lua_close: it would dlclose atai.core before valgrind writes
 -- the profile, losing its file/line info in build/bench/callgrind.out.*.

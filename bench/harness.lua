@@ -49,4 +49,20 @@ function harness.report(name, n, wall, cpu)
   io.write(("RESULT %s %d %.3f %.3f\n"):format(name, n, wall * 1e6 / n, cpu * 1e6 / n))
 end
 
+--- Runs call() WARMUP times untimed, then N times timed, failing the run on
+--- any nil, err, and prints the RESULT line. call is the bare loop body: a
+--- local upvalue call, so the loop itself costs next to nothing.
+function harness.measure(name, n, warmup, call)
+  for _ = 1, warmup do
+    local ok, err = call()
+    if not ok then harness.fail(name, err) end
+  end
+  local wall0, cpu0 = harness.now(), harness.cpu()
+  for _ = 1, n do
+    local ok, err = call()
+    if not ok then harness.fail(name, err) end
+  end
+  harness.report(name, n, harness.now() - wall0, harness.cpu() - cpu0)
+end
+
 return harness
