@@ -112,23 +112,9 @@ function atai.is_error(v)
   return type(v) == "table" and getmetatable(v) == core.error_mt
 end
 
--- Module-level twins of the client methods, bound to the default client.
--- Written out (no generated closures) so argument errors name the function.
-
---- GET /batch/jobs/{id}: the job as Lua tables, or nil, err.
-function atai.get_job(id, opts)
-  local job, err = atai.default_client():get_job(id, opts)
-  return job, err
-end
-
---- Any API request: body, meta ({status, headers, attempts}), or nil, err.
-function atai.request(method, path, opts)
-  local body, meta = atai.default_client():request(method, path, opts)
-  return body, meta
-end
-
--- The Lua-implemented methods name themselves in their argument errors, so
--- their default-client twins can be generated.
+-- Module-level twins of every client method, bound to the default client.
+-- Every method names itself in its argument errors (the C ones through
+-- arg_error, not the call site), so the twins can be generated.
 local function bind(name)
   atai[name] = function(...)
     local client = atai.default_client()
@@ -136,6 +122,8 @@ local function bind(name)
     return a, b
   end
 end
+bind("get_job")
+bind("request")
 for _, name in ipairs(api.BOUND) do bind(name) end
 bind("wait_job")
 
