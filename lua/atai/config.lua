@@ -54,7 +54,6 @@ local function is_loopback(host)
   end
   return tonumber(a) == 127
 end
-config.is_loopback = is_loopback
 
 --- Normalises an endpoint: a bare root gains /v0.5, a trailing slash goes.
 --- Returns the base URL, or nil and why it cannot be used.
