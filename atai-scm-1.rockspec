@@ -59,6 +59,7 @@ build = {
     ["atai.api"] = "lua/atai/api.lua",
     ["atai.check"] = "lua/atai/check.lua",
     ["atai.config"] = "lua/atai/config.lua",
+    ["atai.handle"] = "lua/atai/handle.lua",
     ["atai.pages"] = "lua/atai/pages.lua",
     ["atai.types"] = "lua/atai/types.lua",
     ["atai.wait"] = "lua/atai/wait.lua",

@@ -197,24 +197,25 @@ describe("on_retry", function()
   setup(function() srv = server.start() end)
   teardown(function() srv:stop() end)
 
-  it("cannot use or close its own client mid-request", function()
+  it("of a blocking call may make blocking calls; a close from it is deferred", function()
     local client
     local results = {}
     client = atai.new { endpoint = srv.endpoint, api_key = srv.key, retry_backoff = 0.01,
       on_retry = function()
         results[#results + 1] = { pcall(client.get_job, client, SEED) }
         results[#results + 1] = { pcall(client.close, client) }
+        results[#results + 1] = tostring(client) -- not closed yet: deferred
       end }
     srv:fault { path = PATH, responses = { { status = 503 }, { pass = true } } }
-    local job = assert(client:get_job(SEED))
-    assert.are.equal(SEED, job.id)
-    assert.is_false(results[1][1])
-    assert.is_truthy(results[1][2]:find("used from its own on_retry", 1, true))
-    assert.is_false(results[2][1])
-    assert.is_truthy(results[2][2]:find("closed from its own on_retry", 1, true))
-    -- and the client still works afterwards
-    assert(client:get_job(SEED))
-    client:close()
+    local job, err = client:get_job(SEED)
+    assert.is_true(results[1][1])
+    assert.are.equal(SEED, results[1][2].id) -- the nested blocking call worked
+    assert.is_true(results[2][1])
+    assert.is_falsy(results[3]:find("closed", 1, true))
+    -- once on_retry returned, the close cancelled the call in flight
+    assert.is_nil(job)
+    assert.are.equal("cancelled", err.kind)
+    assert.is_truthy(tostring(client):find("closed", 1, true))
   end)
 
   it("an error it raises propagates, and the client stays usable", function()

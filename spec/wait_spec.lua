@@ -85,12 +85,12 @@ describe("wait_job", function()
     assert.are.equal("not_found", err.kind)
   end)
 
-  it("grows the interval by half up to max_interval, sleeping in C", function()
-    local core = atai.core
-    local real_sleep, slept = core.sleep, {}
-    core.sleep = function(s) slept[#slept + 1] = s; real_sleep(0) end
+  it("grows the interval by half up to max_interval, on the engine's timers", function()
+    local Async = atai.core.Async
+    local real_sleep, slept = Async.sleep, {}
+    Async.sleep = function(view, s) slept[#slept + 1] = s; return real_sleep(view, 0) end
     local ok, final = pcall(t.client.wait_job, t.client, create("grow").id, { interval = 0.1, max_interval = 0.2 })
-    core.sleep = real_sleep
+    Async.sleep = real_sleep
     assert.is_true(ok, final)
     assert.are.equal("COMPLETED", final.status)
     assert.are.equal(3, #slept) -- a created job completes on the 4th poll

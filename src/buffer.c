@@ -49,3 +49,17 @@ static void buffer_free(Buffer *b) {
   b->data = NULL;
   b->len = b->cap = 0;
 }
+
+/* Empties the buffer, and gives its memory back when it grew past `limit`
+** (one large response must not pin its size for the client's life). */
+static void buffer_reset(Buffer *b, size_t limit) {
+  if (b->cap > limit) buffer_free(b);
+  else buffer_clear(b);
+}
+
+/* Moves src's memory into dst (which must be empty and unallocated). */
+static void buffer_move(Buffer *dst, Buffer *src) {
+  *dst = *src;
+  src->data = NULL;
+  src->len = src->cap = 0;
+}

@@ -68,4 +68,38 @@ static void atai_compat_setmetatable(lua_State *L, const char *tname) {
 #define lua_newuserdatauv(L, size, nuv) lua_newuserdata(L, (size))
 #endif
 
+/* ---- one user value per userdata: 5.4 has n, 5.2/5.3 one, 5.1 an env -- */
+/* atai_getuv pushes it and returns its type; atai_setuv pops a table into it. */
+#if LUA_VERSION_NUM >= 504
+#define atai_getuv(L, idx) lua_getiuservalue(L, (idx), 1)
+#define atai_setuv(L, idx) ((void)lua_setiuservalue(L, (idx), 1))
+#elif LUA_VERSION_NUM >= 502
+#define atai_getuv(L, idx) (lua_getuservalue(L, (idx)), lua_type(L, -1))
+#define atai_setuv(L, idx) lua_setuservalue(L, (idx))
+#else
+/* 5.1 gives every userdata an environment table (the creator's globals by
+** default): ours is marked by the metatable-free table we set, recognised
+** by a private key. */
+#define atai_getuv(L, idx) atai_compat_getuv(L, (idx))
+#define atai_setuv(L, idx) atai_compat_setuv(L, (idx))
+static int atai_compat_getuv(lua_State *L, int idx) {
+  lua_getfenv(L, idx);
+  lua_pushliteral(L, "__atai_uv");
+  lua_rawget(L, -2);
+  if (lua_toboolean(L, -1)) {
+    lua_pop(L, 1);
+    return LUA_TTABLE;
+  }
+  lua_pop(L, 2);
+  lua_pushnil(L);
+  return LUA_TNIL;
+}
+static void atai_compat_setuv(lua_State *L, int idx) {
+  lua_pushliteral(L, "__atai_uv");
+  lua_pushboolean(L, 1);
+  lua_rawset(L, -3);
+  lua_setfenv(L, idx);
+}
+#endif
+
 #endif /* ATAI_COMPAT_H */

@@ -28,25 +28,32 @@ static const int transient_statuses[] = {408, 429, 500, 502, 503, 504};
 
 /* curl result -> kind. `transient`: another attempt may succeed; `unsent`:
 ** the request cannot have reached the server, so even a POST may be
-** repeated. Unlisted codes are transient "network" errors that may have
-** reached the server (reset, partial read...). */
+** repeated; `message`: what happened, in words, before libcurl's detail.
+** Unlisted codes are transient "network" errors that may have reached the
+** server (reset, partial read...). */
 static const struct CurlKind {
   CURLcode code;
   const char *kind;
   unsigned char transient, unsent;
+  const char *message;
 } curl_kinds[] = {
-  {CURLE_OPERATION_TIMEDOUT, "timeout", 1, 0},
-  {CURLE_COULDNT_RESOLVE_HOST, "network", 1, 1},
-  {CURLE_COULDNT_RESOLVE_PROXY, "network", 1, 1},
-  {CURLE_COULDNT_CONNECT, "network", 1, 1},
-  {CURLE_PEER_FAILED_VERIFICATION, "network", 0, 1},
-  {CURLE_SSL_CONNECT_ERROR, "network", 0, 1},
-  {CURLE_SSL_CACERT_BADFILE, "config", 0, 1},
-  {CURLE_SSL_CERTPROBLEM, "config", 0, 1},
-  {CURLE_UNSUPPORTED_PROTOCOL, "config", 0, 1},
-  {CURLE_URL_MALFORMAT, "config", 0, 1},
-  {CURLE_BAD_CONTENT_ENCODING, "decode", 0, 0},
-  {CURLE_TOO_MANY_REDIRECTS, "http", 0, 0},
+  {CURLE_OPERATION_TIMEDOUT, "timeout", 1, 0, NULL},
+  {CURLE_COULDNT_RESOLVE_HOST, "network", 1, 1, NULL},
+  {CURLE_COULDNT_RESOLVE_PROXY, "network", 1, 1, NULL},
+  {CURLE_COULDNT_CONNECT, "network", 1, 1, NULL},
+  {CURLE_PEER_FAILED_VERIFICATION, "network", 0, 1, NULL},
+  {CURLE_SSL_CONNECT_ERROR, "network", 0, 1, NULL},
+  {CURLE_SSL_CACERT_BADFILE, "config", 0, 1, NULL},
+  {CURLE_SSL_CERTPROBLEM, "config", 0, 1, NULL},
+  {CURLE_URL_MALFORMAT, "config", 0, 1, NULL},
+  /* Our URLs are always http(s): this is a reply without an HTTP status
+  ** line, which libcurl takes for HTTP/0.9. */
+  {CURLE_UNSUPPORTED_PROTOCOL, "network", 1, 0, "the server's reply was not HTTP"},
+  {CURLE_WEIRD_SERVER_REPLY, "network", 1, 0, "the server's reply was not HTTP"},
+  {CURLE_OUT_OF_MEMORY, "too_large", 0, 0,
+   "the response headers were larger than libcurl accepts"},
+  {CURLE_BAD_CONTENT_ENCODING, "decode", 0, 0, NULL},
+  {CURLE_TOO_MANY_REDIRECTS, "http", 0, 0, NULL},
 };
 
 static const char *status_kind(long status) {
@@ -65,7 +72,7 @@ static int status_is_transient(long status) {
 }
 
 static const struct CurlKind *curl_kind(CURLcode code) {
-  static const struct CurlKind fallback = {CURLE_OK, "network", 1, 0};
+  static const struct CurlKind fallback = {CURLE_OK, "network", 1, 0, NULL};
   size_t i;
   for (i = 0; i < sizeof curl_kinds / sizeof curl_kinds[0]; i++)
     if (code == curl_kinds[i].code) return &curl_kinds[i];
@@ -157,22 +164,27 @@ static void error_read_envelope(lua_State *L, int err) {
   lua_settop(L, body - 1);
 }
 
-/* err.__tostring: "atai not_found error (HTTP 404): Job x not found [code=...]".
-** Built from the table's fields only; the API key is never among them. */
+/* err.__tostring: "atai not_found error (HTTP 404): Job x not found [code=...]",
+** plus "(after 3 attempts in 12.5 s)" when a request was repeated. Built
+** from the table's fields only; the API key is never among them. */
 static int error_tostring(lua_State *L) {
   luaL_Buffer b;
+  lua_Number status, attempts, elapsed;
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_getfield(L, 1, "kind");
   lua_getfield(L, 1, "status");
   lua_getfield(L, 1, "message");
   lua_getfield(L, 1, "code");
   lua_getfield(L, 1, "error_uid");
+  lua_getfield(L, 1, "attempts");
+  lua_getfield(L, 1, "elapsed");
   luaL_buffinit(L, &b);
   luaL_addstring(&b, "atai ");
   luaL_addstring(&b, lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "unknown");
   luaL_addstring(&b, " error");
-  if (lua_type(L, 3) == LUA_TNUMBER) {
-    lua_pushfstring(L, " (HTTP %d)", (int)lua_tonumber(L, 3));
+  status = lua_type(L, 3) == LUA_TNUMBER ? lua_tonumber(L, 3) : -1;
+  if (status >= 0 && status <= 99999 && status == (lua_Number)(int)status) {
+    lua_pushfstring(L, " (HTTP %d)", (int)status);
     luaL_addvalue(&b);
   }
   if (lua_type(L, 4) == LUA_TSTRING) {
@@ -188,6 +200,13 @@ static int error_tostring(lua_State *L) {
     luaL_addstring(&b, " [error_uid=");
     luaL_addstring(&b, lua_tostring(L, 6));
     luaL_addstring(&b, "]");
+  }
+  attempts = lua_type(L, 7) == LUA_TNUMBER ? lua_tonumber(L, 7) : 0;
+  elapsed = lua_type(L, 8) == LUA_TNUMBER ? lua_tonumber(L, 8) : -1;
+  if (attempts > 1 && attempts <= 1000 && elapsed >= 0 && elapsed < 1e9) {
+    char text[80];
+    snprintf(text, sizeof text, " (after %d attempts in %.1f s)", (int)attempts, (double)elapsed);
+    luaL_addstring(&b, text);
   }
   luaL_pushresult(&b);
   return 1;

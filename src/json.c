@@ -116,6 +116,7 @@ typedef struct JsonOut {
   lua_State *L;
   Buffer *buf;
   const char *what; /* names the argument in error messages */
+  int sorted;       /* object keys in byte order */
 } JsonOut;
 
 static void json_put(JsonOut *o, const char *s, size_t len) {
@@ -203,6 +204,64 @@ static lua_Integer json_array_length(lua_State *L, int idx) {
   return keys == n ? n : -1;
 }
 
+/* A key of a sorted object: its text, anchored in a Lua table. */
+typedef struct JsonKey {
+  const char *s;
+  size_t len;
+} JsonKey;
+
+static int json_key_cmp(const void *a, const void *b) {
+  const JsonKey *x = (const JsonKey *)a, *y = (const JsonKey *)b;
+  int c = memcmp(x->s, y->s, x->len < y->len ? x->len : y->len);
+  return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+/* Writes the object at idx with its keys in byte order. The key strings
+** are anchored in a Lua table and the array that sorts them is a userdata,
+** so an error raised midway leaks nothing. */
+static void json_put_sorted_object(JsonOut *o, int idx, int depth) {
+  lua_State *L = o->L;
+  int keys, n = 0, i;
+  JsonKey *list;
+  lua_newtable(L); /* key text -> original key */
+  keys = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    int kt = lua_type(L, -2);
+    lua_pop(L, 1);
+    if (kt != LUA_TSTRING && kt != LUA_TNUMBER)
+      luaL_error(L, "%s: object keys must be strings, not %s", o->what, lua_typename(L, kt));
+    lua_pushvalue(L, -1);
+    lua_pushvalue(L, -1);
+    lua_tolstring(L, -1, NULL); /* a number key becomes its text (a copy) */
+    lua_insert(L, -2);
+    lua_rawset(L, keys);
+    n++;
+  }
+  list = (JsonKey *)lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *list, 0);
+  i = 0;
+  lua_pushnil(L);
+  while (lua_next(L, keys)) {
+    lua_pop(L, 1);
+    list[i].s = lua_tolstring(L, -1, &list[i].len); /* anchored: a key of `keys` */
+    i++;
+  }
+  qsort(list, (size_t)n, sizeof *list, json_key_cmp);
+  json_putlit(o, "{");
+  for (i = 0; i < n; i++) {
+    if (i > 0) json_putlit(o, ",");
+    json_put_string(o, list[i].s, list[i].len);
+    json_putlit(o, ":");
+    lua_pushlstring(L, list[i].s, list[i].len);
+    lua_rawget(L, keys); /* the original key */
+    lua_rawget(L, idx);
+    json_put_value(o, lua_gettop(L), depth + 1);
+    lua_pop(L, 1);
+  }
+  json_putlit(o, "}");
+  lua_settop(L, keys - 1);
+}
+
 static void json_put_table(JsonOut *o, int idx, int depth) {
   lua_State *L = o->L;
   lua_Integer i, n;
@@ -220,6 +279,10 @@ static void json_put_table(JsonOut *o, int idx, int depth) {
       lua_pop(L, 1);
     }
     json_putlit(o, "]");
+    return;
+  }
+  if (o->sorted) {
+    json_put_sorted_object(o, idx, depth);
     return;
   }
   json_putlit(o, "{");
@@ -272,11 +335,17 @@ static void json_put_value(JsonOut *o, int idx, int depth) {
 
 /* Encodes the value at idx into buf (cleared first); raises on values
 ** JSON cannot hold, naming `what`. */
-static void json_encode(lua_State *L, int idx, Buffer *buf, const char *what) {
+static void json_encode_sorted(lua_State *L, int idx, Buffer *buf, const char *what, int sorted) {
   JsonOut o;
   o.L = L;
   o.buf = buf;
   o.what = what;
+  o.sorted = sorted;
   buffer_clear(buf);
   json_put_value(&o, lua_absindex(L, idx), 0);
+}
+
+/* Encodes the value at idx into buf, keys in table order (request bodies). */
+static void json_encode(lua_State *L, int idx, Buffer *buf, const char *what) {
+  json_encode_sorted(L, idx, buf, what, 0);
 }

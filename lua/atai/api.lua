@@ -1,28 +1,22 @@
---- atai.api: the Batch Processing API endpoints, as methods of atai.Client.
+--- atai.api: the Batch Processing API endpoints, each described once.
 --
--- get_job and request are C (atai.core); everything here is built on
--- client:request, so it shares one transfer engine, one error table and
--- one retry policy per method: GETs retry transient failures; POST and
--- DELETE retry only when the request cannot have reached the server.
+-- An endpoint is a row of data: its name, HTTP method, path (with {id}),
+-- the arguments it checks (id, filter, spec...) and, when the body needs
+-- shaping, a finish function. From each row this file makes the blocking
+-- method (client:name(...)) and the async one (client.async:name(...) ->
+-- handle); both check their arguments the same way and raise before any
+-- I/O. get_job and request are C (atai.core); the rest go through the
+-- client's engine as client:_call (blocking) or client:_start (a handle).
+-- Retry policy comes from the method: GETs retry transient failures; POST
+-- and DELETE only when the request cannot have reached the server.
 
 local core = require("atai.core")
 local check = require("atai.check")
 local pages = require("atai.pages")
+local handle = require("atai.handle")
 
-local Client = core.Client
+local Client, Async = core.Client, core.Async
 local api = {}
-
--- Sends a request and returns the decoded body alone, or nil, err. Writes
--- (POST, DELETE) keep request's policy for them: never repeated once bytes
--- may have reached the server, since the API has no idempotency key.
-local function call(self, method, path, opts)
-  local body, meta = self:request(method, path, opts)
-  if body == nil then return nil, meta end
-  return body
-end
-
-local function get(self, path, query) return call(self, "GET", path, { query = query }) end
-local function write(self, method, path, body) return call(self, method, path, { body = body }) end
 
 local PAGE = { offset = "count", limit = "limit" }
 
@@ -36,137 +30,26 @@ local function fields(list, t)
   return all
 end
 
---- The list endpoints: method name, path (with %s for the id when the
---- first argument is one), filter fields, the page's array, iterator name.
+--- The list endpoints: name, path (with {id} when the first argument is an
+--- id), filter fields, the page's array, iterator name.
 api.LISTS = {
   { "list_jobs", "/batch/jobs", fields(true, { pipeline_type = "string", status = "string", q = "string" }),
     "jobs", "each_job" },
-  { "job_events", "/batch/jobs/%s/events",
+  { "job_events", "/batch/jobs/{id}/events",
     fields(true, { level = "string", event_type = "string", input_id = "string" }), "events", "each_event" },
-  { "job_progress", "/batch/jobs/%s/progress", fields(true, { kind = "string", input_id = "string" }),
+  { "job_progress", "/batch/jobs/{id}/progress", fields(true, { kind = "string", input_id = "string" }),
     "entries", "each_progress" },
-  { "job_inputs", "/batch/jobs/%s/inputs", fields(true, { port_name = "string", status = "string" }),
+  { "job_inputs", "/batch/jobs/{id}/inputs", fields(true, { port_name = "string", status = "string" }),
     "inputs", "each_input" },
-  { "job_inputs_progress", "/batch/jobs/%s/inputs/progress",
+  { "job_inputs_progress", "/batch/jobs/{id}/inputs/progress",
     fields(true, { port_name = "string", status = "strings", order = "order" }), "items", "each_input_progress" },
-  { "job_outputs", "/batch/jobs/%s/outputs", fields(true, { port_name = "string", input_id = "string" }),
+  { "job_outputs", "/batch/jobs/{id}/outputs", fields(true, { port_name = "string", input_id = "string" }),
     "outputs", "each_output" },
   { "pipelines", "/batch/registry/pipelines",
     fields(true, { pipeline_type = "string", visibility = "string", status = "string" }), "pipelines", "each_pipeline" },
 }
 
--- Defines client:<name>([id,] filter) -> page, and client:<each>([id,] filter) -> iterator.
-local function define_list(name, path, filter_fields, field, each_name)
-  local has_id = path:find("%s", 1, true) ~= nil
-  local function resolve(fname, a, b)
-    if has_id then
-      check.id(fname, 1, a)
-      return path:format(a), check.filter(fname, 2, b, filter_fields)
-    end
-    return path, check.filter(fname, 1, a, filter_fields)
-  end
-  Client[name] = function(self, a, b)
-    local p, query = resolve(name, a, b)
-    return get(self, p, query)
-  end
-  Client[each_name] = function(self, a, b)
-    local p, query = resolve(each_name, a, b)
-    return pages.each(function(q) return get(self, p, q) end, field, query)
-  end
-end
-
-for _, list in ipairs(api.LISTS) do define_list(list[1], list[2], list[3], list[4], list[5]) end
-
---- GET /batch/jobs/queue: queued jobs per pipeline type.
-function Client:queue()
-  return get(self, "/batch/jobs/queue")
-end
-
-local COUNTS_FILTER = { port_name = "string" }
-
---- GET /batch/jobs/{id}/inputs/progress/counts: per-status input counts.
-function Client:job_input_counts(id, filter)
-  check.id("job_input_counts", 1, id)
-  local query = check.filter("job_input_counts", 2, filter, COUNTS_FILTER)
-  return get(self, ("/batch/jobs/%s/inputs/progress/counts"):format(id), query)
-end
-
-local TRACES_OPTS = { buckets = "limit", etag = "string" }
-
---- GET /batch/jobs/{id}/inputs/progress/traces: bucketed time series. With
---- opts.etag it sends If-None-Match; an unchanged series answers
---- { not_modified = true, etag = etag }. Otherwise the body, with
---- body.etag set from the ETag header to pass next time.
-function Client:job_input_traces(id, opts)
-  check.id("job_input_traces", 1, id)
-  local o = check.filter("job_input_traces", 2, opts, TRACES_OPTS)
-  local headers = o.etag and { ["If-None-Match"] = o.etag } or nil
-  local body, meta = self:request("GET", ("/batch/jobs/%s/inputs/progress/traces"):format(id),
-    { query = { buckets = o.buckets }, headers = headers })
-  if body == nil then return nil, meta end
-  if meta.status == 304 then return { not_modified = true, etag = o.etag } end
-  if type(body) == "table" then
-    body.not_modified = false
-    body.etag = meta.headers.etag
-  end
-  return body
-end
-
---- GET /batch/registry/pipelines/{id}: a pipeline definition.
-function Client:pipeline(id)
-  check.id("pipeline", 1, id)
-  return get(self, "/batch/registry/pipelines/" .. id)
-end
-
---- GET /batch/registry/pipelines/{id}/schema: config schema and ports.
-function Client:pipeline_schema(id)
-  check.id("pipeline_schema", 1, id)
-  return get(self, ("/batch/registry/pipelines/%s/schema"):format(id))
-end
-
--- Compares dotted versions numerically ("1.10.0" > "1.9.2").
-local function version_less(a, b)
-  local pa, pb = {}, {}
-  for n in tostring(a):gmatch("%d+") do pa[#pa + 1] = tonumber(n) end
-  for n in tostring(b):gmatch("%d+") do pb[#pb + 1] = tonumber(n) end
-  for i = 1, math.max(#pa, #pb) do
-    local x, y = pa[i] or 0, pb[i] or 0
-    if x ~= y then return x < y end
-  end
-  return false
-end
-
--- Whether candidate pipeline `p` beats `best`: published first, then newest.
-local function better_pipeline(p, best)
-  if not best then return true end
-  local p_pub, b_pub = p.status == "published", best.status == "published"
-  if p_pub ~= b_pub then return p_pub end
-  return version_less(best.pipeline_version, p.pipeline_version)
-end
-
-local FIND_FILTER = { pipeline_type = "string", visibility = "string", status = "string", limit = "limit" }
-
---- Finds a pipeline by pipeline_key (the API has no such filter: this lists
---- the registry and matches client-side). Several versions: a published one
---- wins, then the highest pipeline_version. Returns the pipeline, or nil,
---- err (kind "not_found" when no pipeline has that key).
-function Client:find_pipeline(key, filter)
-  if type(key) ~= "string" or key == "" then
-    check.fail("find_pipeline", 1, "key: non-empty string expected, got " .. type(key))
-  end
-  local query = check.filter("find_pipeline", 2, filter, FIND_FILTER)
-  local best
-  for p, err in pages.each(function(q) return get(self, "/batch/registry/pipelines", q) end, "pipelines", query) do
-    if p == false then return nil, err end
-    if p.pipeline_key == key and better_pipeline(p, best) then best = p end
-  end
-  if best then return best end
-  return nil, core.new_error {
-    kind = "not_found", message = ("no pipeline with pipeline_key '%s'"):format(key),
-  }
-end
-
--- The fields of a job spec and how each is checked.
+-- The fields of a job spec and whether each is required.
 local SPEC_STRINGS = { name = true, pipeline_type = true, pipeline_key = true, pipeline_version = false }
 
 -- Checks spec.inputs ({port = {{file_id, metadata}}}) and returns a copy
@@ -198,11 +81,9 @@ local function check_inputs(inputs)
   return copy
 end
 
---- POST /batch/jobs: creates a job. spec = {name, pipeline_type,
---- pipeline_key, pipeline_version?, inputs?, parameters?}. Never retried
---- once bytes were sent (no idempotency key): a network error after that
---- may hide a job that was created, so list jobs before creating again.
-function Client:create_job(spec)
+-- Checks a job spec ({name, pipeline_type, pipeline_key, pipeline_version?,
+-- inputs?, parameters?}) and returns the request body.
+local function check_spec(spec)
   if type(spec) ~= "table" then check.fail("create_job", 1, "spec table expected, got " .. type(spec)) end
   local body = {}
   for k, v in pairs(spec) do
@@ -223,37 +104,207 @@ function Client:create_job(spec)
   for k, required in pairs(SPEC_STRINGS) do
     if required and body[k] == nil then check.fail("create_job", 1, ("spec.%s is required"):format(k)) end
   end
-  return write(self, "POST", "/batch/jobs", body)
+  return body
 end
 
---- POST /batch/jobs/{id}/cancel. Returns the API's body: {id, status,
---- cancelled_at} or the full job, both documented. A job already terminal
---- gives nil, err with kind "conflict".
-function Client:cancel_job(id)
-  check.id("cancel_job", 1, id)
-  return write(self, "POST", ("/batch/jobs/%s/cancel"):format(id))
+local TRACES_OPTS = { buckets = "limit", etag = "string" }
+
+-- job_input_traces: the body with not_modified and etag (from the ETag
+-- header, to pass next time); a 304 gives { not_modified = true, etag }.
+local function finish_traces(etag)
+  return function(body, meta)
+    if body == nil then return nil, meta end
+    if meta.status == 304 then return { not_modified = true, etag = etag } end
+    if type(body) == "table" then
+      body.not_modified = false
+      body.etag = meta.headers.etag
+    end
+    return body
+  end
 end
 
---- POST /batch/jobs/{id}/retry: re-queues a FAILED or CANCELLED job. Returns
---- {id, status, retry_count} or the full job; other states give "conflict".
-function Client:retry_job(id)
-  check.id("retry_job", 1, id)
-  return write(self, "POST", ("/batch/jobs/%s/retry"):format(id))
+--- Every endpoint but the lists: name, method, path, then what its
+--- arguments are ("id", "filter" with its fields, "spec"), or a `prepare`
+--- for the unusual ones, which returns the request and a finish function.
+api.ENDPOINTS = {
+  { "queue", "GET", "/batch/jobs/queue" },
+  { "job_input_counts", "GET", "/batch/jobs/{id}/inputs/progress/counts", filter = { port_name = "string" } },
+  { "pipeline", "GET", "/batch/registry/pipelines/{id}" },
+  { "pipeline_schema", "GET", "/batch/registry/pipelines/{id}/schema" },
+  { "create_job", "POST", "/batch/jobs", spec = check_spec },
+  { "cancel_job", "POST", "/batch/jobs/{id}/cancel" },
+  { "retry_job", "POST", "/batch/jobs/{id}/retry" },
+  { "delete_job", "DELETE", "/batch/jobs/{id}" },
+  { "job_input_traces", "GET", "/batch/jobs/{id}/inputs/progress/traces", meta = true,
+    prepare = function(name, id, opts)
+      local o = check.filter(name, 2, opts, TRACES_OPTS)
+      local headers = o.etag and { ["If-None-Match"] = o.etag } or nil
+      return { query = { buckets = o.buckets }, headers = headers }, finish_traces(o.etag)
+    end },
+}
+
+-- Turns an endpoint's arguments into (path, request opts).
+local function resolve(ep, name, a, b)
+  local path, n = ep[3], 1
+  if path:find("{id}", 1, true) then
+    check.id(name, 1, a)
+    path = path:gsub("{id}", a)
+    n, a = 2, b
+  end
+  if ep.spec then return path, { body = ep.spec(a) } end
+  if ep.filter then return path, { query = check.filter(name, n, a, ep.filter) } end
+  return path, nil
 end
 
---- DELETE /batch/jobs/{id}: deletes the job and its data. Returns {id, deleted}.
-function Client:delete_job(id)
-  check.id("delete_job", 1, id)
-  return write(self, "DELETE", "/batch/jobs/" .. id)
+--- Per-client settings the Lua layer keeps (max_pages), by client.
+api.settings = setmetatable({}, { __mode = "k" })
+
+-- The client of an async view; raises when called with '.' instead of ':'.
+local function view_client(view, name)
+  if getmetatable(view) ~= core.async_mt then
+    check.fail(name, 1, "client.async methods are called with ':'")
+  end
+  return view[1]
+end
+api.view_client = view_client
+
+-- An async handle that completes with finish(results of h).
+local function mapped(client, h, finish)
+  local op = handle.Op.new(client, true)
+  h:_internal():_on_done(function(...) op:_complete(finish(...)) end)
+  op.awaiting = h
+  return op
+end
+
+-- Defines client:<name>(...) and client.async:<name>(...) for an endpoint.
+local function define(ep)
+  local name, method = ep[1], ep[2]
+  local function prepare(a, b)
+    if ep.prepare then
+      local path = ep[3]
+      if path:find("{id}", 1, true) then
+        check.id(name, 1, a)
+        path = path:gsub("{id}", a)
+      end
+      local opts, finish = ep.prepare(name, a, b)
+      return path, opts, finish
+    end
+    return resolve(ep, name, a, b)
+  end
+  if ep.meta then
+    Client[name] = function(self, a, b)
+      local path, opts, finish = prepare(a, b)
+      return finish(self:request(method, path, opts))
+    end
+    Async[name] = function(view, a, b)
+      local self = view_client(view, name)
+      local path, opts, finish = prepare(a, b)
+      return mapped(self, self.async:request(method, path, opts), finish)
+    end
+    return
+  end
+  Client[name] = function(self, a, b)
+    local path, opts = prepare(a, b)
+    local body, err = self:_call(method, path, opts)
+    return body, err
+  end
+  Async[name] = function(view, a, b)
+    local self = view_client(view, name)
+    local path, opts = prepare(a, b)
+    return self:_start(method, path, opts)
+  end
+end
+
+for _, ep in ipairs(api.ENDPOINTS) do define(ep) end
+
+-- Defines a list endpoint: client:<name>([id,] filter) -> page, its async
+-- twin, and client:<each>([id,] filter) -> iterator over every item.
+local function define_list(name, path, filter_fields, field, each_name)
+  local ep = { name, "GET", path, filter = filter_fields }
+  define(ep)
+  Client[each_name] = function(self, a, b)
+    local p, opts = resolve(ep, each_name, a, b)
+    local settings = api.settings[self]
+    return pages.each(function(q) return self:_call("GET", p, { query = q }) end, field, opts.query,
+      settings and settings.max_pages)
+  end
+end
+
+for _, list in ipairs(api.LISTS) do define_list(list[1], list[2], list[3], list[4], list[5]) end
+
+-- Compares dotted versions numerically ("1.10.0" > "1.9.2").
+local function version_less(a, b)
+  local pa, pb = {}, {}
+  for n in tostring(a):gmatch("%d+") do pa[#pa + 1] = tonumber(n) end
+  for n in tostring(b):gmatch("%d+") do pb[#pb + 1] = tonumber(n) end
+  for i = 1, math.max(#pa, #pb) do
+    local x, y = pa[i] or 0, pb[i] or 0
+    if x ~= y then return x < y end
+  end
+  return false
+end
+
+-- Whether candidate pipeline `p` beats `best`: published first, then newest.
+local function better_pipeline(p, best)
+  if not best then return true end
+  local p_pub, b_pub = p.status == "published", best.status == "published"
+  if p_pub ~= b_pub then return p_pub end
+  return version_less(best.pipeline_version, p.pipeline_version)
+end
+
+local FIND_FILTER = { pipeline_type = "string", visibility = "string", status = "string", limit = "limit" }
+
+local function check_find(name, key, filter)
+  if type(key) ~= "string" or key == "" then
+    check.fail(name, 1, "key: non-empty string expected, got " .. type(key))
+  end
+  return check.filter(name, 2, filter, FIND_FILTER)
+end
+
+-- find_pipeline's body: pages through the registry with a while loop (a
+-- coroutine of atai.run may yield inside it, even on Lua 5.1).
+local function find_pipeline(self, key, query)
+  local best
+  local next_item = self:each_pipeline(query)
+  while true do
+    local p, err = next_item()
+    if p == nil then break end
+    if p == false then return nil, err end
+    if p.pipeline_key == key and better_pipeline(p, best) then best = p end
+  end
+  if best then return best end
+  return nil, core.new_error {
+    kind = "not_found", message = ("no pipeline with pipeline_key '%s'"):format(key),
+  }
+end
+
+--- Finds a pipeline by pipeline_key (the API has no such filter: this lists
+--- the registry and matches client-side). Several versions: a published one
+--- wins, then the highest pipeline_version. Returns the pipeline, or nil,
+--- err (kind "not_found" when no pipeline has that key).
+function Client:find_pipeline(key, filter)
+  local query = check_find("find_pipeline", key, filter)
+  return find_pipeline(self, key, query)
+end
+
+function Async:find_pipeline(key, filter)
+  local client = view_client(self, "find_pipeline")
+  local query = check_find("find_pipeline", key, filter)
+  return handle.spawn(client, true, "find_pipeline", find_pipeline, client, key, query)
 end
 
 --- The names of the client methods that atai also offers bound to the
 --- default client (beside get_job and request, which init.lua binds).
-api.BOUND = { "queue", "job_input_counts", "job_input_traces", "pipeline", "pipeline_schema",
-  "find_pipeline", "create_job", "cancel_job", "retry_job", "delete_job" }
+api.BOUND = { "find_pipeline" }
+for _, ep in ipairs(api.ENDPOINTS) do api.BOUND[#api.BOUND + 1] = ep[1] end
 for _, list in ipairs(api.LISTS) do
   api.BOUND[#api.BOUND + 1] = list[1]
   api.BOUND[#api.BOUND + 1] = list[5]
 end
+
+--- The async methods (beside get_job, request and sleep, which are C).
+api.ASYNC = { "find_pipeline" }
+for _, ep in ipairs(api.ENDPOINTS) do api.ASYNC[#api.ASYNC + 1] = ep[1] end
+for _, list in ipairs(api.LISTS) do api.ASYNC[#api.ASYNC + 1] = list[1] end
 
 return api

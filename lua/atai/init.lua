@@ -1,23 +1,41 @@
 --- atai: the Lua client for Archetype AI's Batch Processing API.
 --
--- The facade over `atai.core` (C: libcurl transport, JSON, errors). This
--- file holds the default client, the module-level functions and the job
--- helpers. Configuration policy is in `atai.config`, the endpoints in
--- `atai.api`, pagination in `atai.pages`, waiting in `atai.wait`.
+-- The facade over `atai.core` (C: libcurl transport and engine, JSON,
+-- errors). This file holds the default client, the module-level functions
+-- and the job helpers. Configuration policy is in `atai.config`, the
+-- endpoints in `atai.api`, pagination in `atai.pages`, waiting in
+-- `atai.wait`, handles and coroutines in `atai.handle`.
 
 local config -- loaded once atai.core is known to fit this Lua
 
--- Loads atai.core, turning the dynamic linker's "undefined symbol" (a module
--- built for another Lua, e.g. 5.4's in Neovim's LuaJIT) into advice.
+-- Symbols every Lua C API has: when one of these is missing, the module
+-- fits this Lua but the host program does not export its Lua API.
+local COMMON_SYMBOLS = { "lua_gettop", "lua_settop", "lua_pushvalue", "lua_type", "lua_pushnil",
+  "lua_pushboolean", "lua_pushstring", "lua_createtable", "lua_rawgeti", "lua_error",
+  "luaL_checkudata", "luaL_error", "luaL_ref", "luaL_unref", "luaL_newmetatable", "lua_pushlstring" }
+
+-- Loads atai.core, turning the dynamic linker's "undefined symbol" into
+-- advice: a module built for another Lua (5.4's in Neovim's LuaJIT), or a
+-- host that links Lua statically without exporting its symbols.
 local function load_core()
   local ok, core = pcall(require, "atai.core")
   local running = (rawget(_G, "jit") and jit.version) or _VERSION
   if not ok then
-    if tostring(core):find("undefined symbol", 1, true) then
+    local message = tostring(core)
+    local symbol = message:match("undefined symbol: ([%w_]+)")
+    if symbol then
+      for _, common in ipairs(COMMON_SYMBOLS) do
+        if symbol == common then
+          error(("atai.core cannot find the Lua C API (undefined symbol %s): the host program "
+            .. "embeds %s without exporting its symbols to C modules. Link the host with -Wl,-E "
+            .. "(or against a shared liblua); rebuilding atai does not help.\n%s")
+            :format(symbol, running, message), 0)
+        end
+      end
       error(("atai.core was built for a different Lua than this %s: rebuild it for this "
         .. "interpreter (make LUA=%s, or luarocks --lua-version=%s install atai)\n%s")
         :format(running, rawget(_G, "jit") and "luajit" or "lua" .. _VERSION:match("%d+%.%d+"),
-          _VERSION:match("%d+%.%d+"), tostring(core)), 0)
+          _VERSION:match("%d+%.%d+"), message), 0)
     end
     error(core, 0)
   end
@@ -32,7 +50,8 @@ local core = load_core()
 config = require("atai.config")
 local api = require("atai.api") -- adds the endpoint methods to atai.Client
 local pages = require("atai.pages")
-local wait = require("atai.wait") -- adds client:wait_job
+local wait = require("atai.wait") -- adds wait_job, get_jobs, wait_jobs
+local handle = require("atai.handle")
 
 ---@class atai
 local atai = {}
@@ -72,7 +91,10 @@ function atai.new(opts)
   if opts ~= nil and type(opts) ~= "table" then
     error(("bad argument #1 to 'new' (options table expected, got %s)"):format(type(opts)), 2)
   end
-  return core.new_client(config.resolve(opts or {}, "new"))
+  local resolved = config.resolve(opts or {}, "new")
+  local client = core.new_client(resolved)
+  api.settings[client] = { max_pages = resolved.max_pages }
+  return client
 end
 
 local default_options = {}
@@ -122,10 +144,51 @@ local function bind(name)
     return a, b
   end
 end
-bind("get_job")
-bind("request")
+for _, name in ipairs({ "get_job", "request", "wait_job", "get_jobs", "wait_jobs", "poll" }) do bind(name) end
 for _, name in ipairs(api.BOUND) do bind(name) end
-bind("wait_job")
+
+--- Handles in flight on the default client (0 before it exists).
+function atai.pending()
+  return default_client and default_client:pending() or 0
+end
+
+--- Seconds until the default client's engine next needs poll, or nil.
+function atai.timeout()
+  return default_client and default_client:timeout()
+end
+
+--- atai.async: the async view of the default client, called with a dot:
+--- atai.async.get_job(id) -> handle.
+atai.async = setmetatable({}, {
+  __index = function(t, name)
+    if core.Async[name] == nil then return nil end
+    local fn = function(...)
+      local view = atai.default_client().async
+      local h, e = view[name](view, ...) -- not a tail call: keeps the caller's frame
+      return h, e
+    end
+    rawset(t, name, fn)
+    return fn
+  end,
+})
+
+--- Waits for handles of any clients: values, errs (see README "Non-blocking use").
+function atai.wait_all(handles, seconds)
+  local values, errs = handle.wait_all(handles, seconds)
+  return values, errs
+end
+
+--- Runs fn(...) as a coroutine in which blocking calls await: see README "Coroutines".
+function atai.run(fn, ...)
+  local h = handle.run(fn, ...)
+  return h
+end
+
+--- Encodes a value as JSON text with object keys sorted; atai.null is null,
+--- atai.array() marks empty arrays. Raises on values JSON cannot hold.
+function atai.json_encode(value)
+  return core.json_encode(value, true)
+end
 
 atai.progress = wait.progress
 atai.collect = pages.collect

@@ -2,12 +2,16 @@
 --
 -- client:wait_job polls get_job until COMPLETED, FAILED or CANCELLED. The
 -- pause between polls starts at `interval` and grows by half each poll up
--- to `max_interval`; it sleeps in C (atai.core.sleep), never spins.
+-- to `max_interval`; it is a sleep handle on the client's engine, so a
+-- blocking wait keeps every other transfer going, and the async form
+-- (client.async:wait_job, the same code in a coroutine) blocks nobody.
+-- get_jobs and wait_jobs run many of these at once.
 
 local core = require("atai.core")
 local check = require("atai.check")
+local handle = require("atai.handle")
 
-local Client = core.Client
+local Client, Async = core.Client, core.Async
 local wait = {}
 
 --- The statuses a job does not leave: COMPLETED, FAILED, CANCELLED.
@@ -45,18 +49,19 @@ end
 local function positive(v) return type(v) == "number" and v > 0 and v < math.huge end
 
 -- Checks wait_job's options and returns them with defaults filled in.
-local function wait_options(opts)
+local function wait_options(opts, fname, n)
   local o = {}
+  fname, n = fname or "wait_job", n or 2
   if opts == nil then opts = {} end
-  if type(opts) ~= "table" then check.fail("wait_job", 2, "options table expected, got " .. type(opts)) end
+  if type(opts) ~= "table" then check.fail(fname, n, "options table expected, got " .. type(opts)) end
   local checks = {
     interval = positive, max_interval = positive, timeout = positive,
     on_update = function(v) return type(v) == "function" end,
     on_error = function(v) return type(v) == "function" end,
   }
   for k, v in pairs(opts) do
-    if not checks[k] then check.fail("wait_job", 2, ("unknown option '%s'"):format(tostring(k))) end
-    if not checks[k](v) then check.fail("wait_job", 2, ("option '%s': bad value (%s)"):format(k, type(v))) end
+    if not checks[k] then check.fail(fname, n, ("unknown option '%s'"):format(tostring(k))) end
+    if not checks[k](v) then check.fail(fname, n, ("option '%s': bad value (%s)"):format(k, type(v))) end
     o[k] = v
   end
   o.interval = o.interval or WAIT_DEFAULTS.interval
@@ -64,22 +69,19 @@ local function wait_options(opts)
   return o
 end
 
---- Polls the job until it is terminal and returns it, whatever its status
---- (FAILED is a result, not an error). opts: interval (2 s), max_interval
---- (30 s), timeout (none), on_update(job) when status or input counts
---- change, on_error(err) for a retryable polling error, which does not end
---- the wait. Returns nil, err on a non-retryable error, or on timeout
---- (kind "timeout", err.job = the last job seen). The timeout bounds the
---- whole wait, polls included.
-function Client:wait_job(id, opts)
-  check.id("wait_job", 1, id)
-  local o = wait_options(opts)
+local CALL_TIMEOUT_MAX = 86400 -- seconds: the longest attempt atai.core takes
+
+-- The wait itself, written once: blocking when called on a client, and
+-- awaiting (yielding at get_job and at each sleep) inside a coroutine.
+local function wait_job(self, id, o)
   local deadline = o.timeout and core.now() + o.timeout
   local pause, last_seen, last_print = o.interval, nil, nil
   while true do
     -- With a deadline, no poll may outlive it: one attempt, bounded by the
     -- time left (the wait loop itself retries).
-    local poll_opts = deadline and { timeout = math.max(deadline - core.now(), 0) + 0.001, max_retries = 0 }
+    local poll_opts = deadline and {
+      timeout = math.min(math.max(deadline - core.now(), 0) + 0.001, CALL_TIMEOUT_MAX), max_retries = 0,
+    }
     local job, err = self:get_job(id, poll_opts)
     if job then
       last_seen = job
@@ -100,9 +102,101 @@ function Client:wait_job(id, opts)
           :format(id, o.timeout, last_seen and last_seen.status or "unknown"),
       }
     end
-    core.sleep(deadline and math.min(pause, deadline - now) or pause)
+    local slept, serr = self.async:sleep(deadline and math.min(pause, deadline - now) or pause):_internal():wait()
+    if not slept then return nil, serr end -- cancelled: the client was closed
     pause = math.min(pause * WAIT_DEFAULTS.growth, o.max_interval)
   end
+end
+
+--- Polls the job until it is terminal and returns it, whatever its status
+--- (FAILED is a result, not an error). opts: interval (2 s), max_interval
+--- (30 s), timeout (none), on_update(job) when status or input counts
+--- change, on_error(err) for a retryable polling error, which does not end
+--- the wait. Returns nil, err on a non-retryable error, or on timeout
+--- (kind "timeout", err.job = the last job seen). The timeout bounds the
+--- whole wait, polls included.
+function Client:wait_job(id, opts)
+  check.id("wait_job", 1, id)
+  return wait_job(self, id, wait_options(opts))
+end
+
+-- Starts wait_job as a handle of `client` (counted: a user's handle).
+local function spawn_wait(client, counted, id, o)
+  local op = handle.spawn(client, counted, "wait_job", wait_job, client, id, o)
+  op.cancel_on_error = true -- a wait whose on_update raised is cancelled
+  return op
+end
+
+--- client.async:wait_job(id, opts) -> handle that completes when the job is
+--- terminal; its polls and pauses run on the engine, never a sleep.
+function Async:wait_job(id, opts)
+  local client = require("atai.api").view_client(self, "wait_job")
+  check.id("wait_job", 1, id)
+  return spawn_wait(client, true, id, wait_options(opts))
+end
+
+-- Checks a list of ids for `fname`.
+local function check_ids(fname, ids)
+  if type(ids) ~= "table" then check.fail(fname, 1, "list of ids expected, got " .. type(ids)) end
+  for i = 1, #ids do check.id(fname, 1, ids[i], ("ids[%d]"):format(i)) end
+end
+
+-- The per-call options of get_job, checked for get_jobs.
+local function check_call_opts(fname, opts)
+  if opts == nil then return nil end
+  if type(opts) ~= "table" then check.fail(fname, 2, "opts: table expected, got " .. type(opts)) end
+  for k, v in pairs(opts) do
+    if k == "timeout" then
+      if not (check.is_number(v) and v >= 0.001 and v <= CALL_TIMEOUT_MAX) then
+        check.fail(fname, 2, "opts.timeout: number from 0.001 to 86400 (seconds) expected")
+      end
+    elseif k == "max_retries" then
+      if not (check.is_number(v) and v >= 0 and v <= 10 and v == math.floor(v)) then
+        check.fail(fname, 2, "opts.max_retries: integer from 0 to 10 expected")
+      end
+    else
+      check.fail(fname, 2, ("unknown option '%s'"):format(tostring(k)))
+    end
+  end
+  return opts
+end
+
+local function get_jobs(self, ids, opts)
+  local handles = {}
+  for i = 1, #ids do handles[i] = self.async:get_job(ids[i], opts):_internal() end
+  return handle.wait_all(handles)
+end
+
+--- Fetches many jobs concurrently: jobs[i] is the job of ids[i] or nil,
+--- errs[i] its error.
+function Client:get_jobs(ids, opts)
+  check_ids("get_jobs", ids)
+  return get_jobs(self, ids, check_call_opts("get_jobs", opts))
+end
+
+function Async:get_jobs(ids, opts)
+  local client = require("atai.api").view_client(self, "get_jobs")
+  check_ids("get_jobs", ids)
+  return handle.spawn(client, true, "get_jobs", get_jobs, client, ids, check_call_opts("get_jobs", opts))
+end
+
+local function wait_jobs(self, ids, o)
+  local handles = {}
+  for i = 1, #ids do handles[i] = spawn_wait(self, false, ids[i], o) end
+  return handle.wait_all(handles)
+end
+
+--- Waits for every job to be terminal, polling them concurrently; opts as
+--- wait_job, `timeout` bounding the whole call -> jobs, errs.
+function Client:wait_jobs(ids, opts)
+  check_ids("wait_jobs", ids)
+  return wait_jobs(self, ids, wait_options(opts, "wait_jobs", 2))
+end
+
+function Async:wait_jobs(ids, opts)
+  local client = require("atai.api").view_client(self, "wait_jobs")
+  check_ids("wait_jobs", ids)
+  return handle.spawn(client, true, "wait_jobs", wait_jobs, client, ids, wait_options(opts, "wait_jobs", 2))
 end
 
 return wait
