@@ -31,6 +31,10 @@ describe("configuration", function()
       "http://localhost.evil.example", "http://127.0.0.1.evil.example", "http://[::2]",
       "ftp://host", "api.u1.archetypeai.app", "https://", "https://host/v0.5?x=1",
       "https://user:pass@host", "https://ho st",
+      -- octal to some resolvers (87.0.0.1); ports out of range or not digits; junk after them
+      "http://0127.0.0.1", "http://127.0.0.1:0", "http://127.0.0.1:99999", "http://127.0.0.1:80x/v0.5",
+      "http://127.0.0.1\\@evil.example", "http://[::1]x", "https://host:", "http://127.0.0.1:1:2",
+      "https://ho\tst", "https://:443",
     }
     for _, url in ipairs(refused) do
       it("refuses " .. url, function()
