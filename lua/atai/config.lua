@@ -118,14 +118,14 @@ local function parse_authority(authority)
   if rest == "" then return host:lower(), nil end
   local port = rest:match("^:(%d%d?%d?%d?%d?)$")
   if not port or tonumber(port) < 1 or tonumber(port) > 65535 then
-    return nil, nil, "the port must be a number from 1 to 65535, and nothing may follow it"
+    return nil, nil, "a bad port (digits from 1 to 65535, and nothing after them)"
   end
   return host:lower(), ("%d"):format(tonumber(port))
 end
 
--- Whether `host` (as parse_authority returns it) is this machine. Dotted
--- IPv4 only in plain decimal: a leading zero is octal to some resolvers
--- (0127.0.0.1 is 87.0.0.1), so it is not taken for loopback.
+--- Whether `host` (lower case, IPv6 in brackets) is this machine. Dotted
+--- IPv4 only in plain decimal: a leading zero is octal to some resolvers
+--- (0127.0.0.1 is 87.0.0.1), so it is not taken for loopback.
 local function is_loopback(host)
   if host == "localhost" or host == "[::1]" then return true end
   local octets = { host:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$") }
