@@ -1,12 +1,15 @@
 --- atai.config: turns the options of atai.new / atai.configure and the
 -- environment into the resolved table that atai.core.new_client takes.
 --
--- Explicit options are checked strictly (a wrong one raises, naming it);
--- values read from the environment cannot raise at the call site, so a bad
--- ATAI_API_ENDPOINT becomes a `config` error returned by every request.
+-- Explicit options are checked strictly (a wrong one raises, naming it and
+-- never its value); values read from the environment cannot raise at the
+-- call site, so a bad ATAI_API_ENDPOINT becomes a `config` error returned
+-- by every request. config.OPTIONS holds every option's kind and bounds:
+-- the one source for atai.new, atai.configure and per-call options.
 
 local core = require("atai.core")
 local check = require("atai.check")
+local pages = require("atai.pages")
 
 local config = {}
 
@@ -17,67 +20,192 @@ local is_number = check.is_number
 local function is_whole(v) return is_number(v) and v == math.floor(v) end
 -- A header value: no control characters (CR/LF would inject headers).
 local function is_header_text(v) return type(v) == "string" and not v:find("%c") end
+local function is_nonempty(v) return type(v) == "string" and v ~= "" end
 
--- Each option: how to check it, and what the check expects (for messages).
-local OPTIONS = {
-  api_key = { "non-empty string without control characters", function(v) return is_header_text(v) and v ~= "" end },
-  endpoint = { "URL string", function(v) return type(v) == "string" end },
-  timeout = { "number > 0 (seconds)", function(v) return is_number(v) and v > 0 end },
-  connect_timeout = { "number > 0 (seconds)", function(v) return is_number(v) and v > 0 end },
-  max_retries = { "integer from 0 to 10", function(v) return is_whole(v) and v >= 0 and v <= 10 end },
-  retry_backoff = { "number >= 0 (seconds)", function(v) return is_number(v) and v >= 0 end },
-  retry_backoff_max = { "number >= 0 (seconds)", function(v) return is_number(v) and v >= 0 end },
-  ca_file = { "path string", function(v) return type(v) == "string" and v ~= "" end },
-  ca_path = { "path string", function(v) return type(v) == "string" and v ~= "" end },
-  proxy = { "proxy URL string", function(v) return type(v) == "string" and v ~= "" end },
-  user_agent = { "string without control characters", is_header_text },
-  max_response_bytes = { "integer > 0", function(v) return is_whole(v) and v > 0 end },
-  on_retry = { "function", function(v) return type(v) == "function" end },
+-- Kinds of option value: what a value of the kind is called in messages,
+-- and whether v (given the option, for its bounds) is one.
+local KINDS = {
+  number = { "number", function(v, o) return is_number(v) and v >= o.min and v <= o.max end },
+  integer = { "integer", function(v, o) return is_whole(v) and v >= o.min and v <= o.max end },
+  ["function"] = { "function", function(v) return type(v) == "function" end },
+  secret = { "non-empty string without control characters",
+    function(v) return is_header_text(v) and v ~= "" end },
+  text = { "string without control characters", is_header_text },
+  path = { "path string", is_nonempty },
+  url = { "URL string", function(v) return type(v) == "string" end },
+  proxy = { "proxy URL string", is_nonempty },
 }
 
--- The host of an http(s) URL as written (IPv6 in brackets), or nil.
-local function url_host(url)
-  local authority = url:match("^%a[%w+.-]*://([^/?#]*)")
-  if not authority then return nil end
-  authority = authority:gsub("^.*@", "")
-  return authority:match("^(%[[^%]]*%])") or authority:match("^([^:]*)")
+--- Every option of atai.new / atai.configure: kind, bounds (min, max,
+--- inclusive, for numbers), unit, default (nil: none, or decided later).
+--- Filled in below with `check(v) -> boolean` and `description`.
+config.OPTIONS = {
+  api_key = { kind = "secret" },
+  endpoint = { kind = "url" },
+  timeout = { kind = "number", min = 0.001, max = 86400, unit = "seconds", default = 60 },
+  connect_timeout = { kind = "number", min = 0.001, max = 86400, unit = "seconds", default = 10 },
+  max_retries = { kind = "integer", min = 0, max = 10, default = 2 },
+  retry_backoff = { kind = "number", min = 0, max = 3600, unit = "seconds", default = 0.5 },
+  retry_backoff_max = { kind = "number", min = 0, max = 3600, unit = "seconds", default = 8 },
+  max_response_bytes = { kind = "integer", min = 1, max = 2 ^ 52, unit = "bytes", default = 64 * 1024 * 1024 },
+  max_concurrency = { kind = "integer", min = 1, max = 1000, default = 16 },
+  max_pages = { kind = "integer", min = 1, max = 10 ^ 7, default = pages.DEFAULT_MAX_PAGES },
+  ca_file = { kind = "path" },
+  ca_path = { kind = "path" },
+  proxy = { kind = "proxy" },
+  user_agent = { kind = "text" },
+  on_retry = { kind = "function" },
+  on_exchange = { kind = "function" },
+}
+local OPTIONS = config.OPTIONS
+
+-- A bound as people write it: 86400, 0.001, 4503599627370496.
+local function bound_text(n)
+  if n == math.floor(n) then return ("%.0f"):format(n) end
+  return ("%.14g"):format(n)
 end
 
--- Whether `host` (as written in a URL, IPv6 in brackets) is this machine.
-local function is_loopback(host)
-  host = host:lower()
-  if host == "localhost" or host == "[::1]" then return true end
-  local a, b, c, d = host:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
-  if not a then return false end
-  for _, octet in ipairs({ a, b, c, d }) do
-    if tonumber(octet) > 255 then return false end
-  end
-  return tonumber(a) == 127
+-- What an option expects, for its error message.
+local function describe(option)
+  local text = KINDS[option.kind][1]
+  if option.min then text = ("%s from %s to %s"):format(text, bound_text(option.min), bound_text(option.max)) end
+  if option.unit then text = ("%s (%s)"):format(text, option.unit) end
+  return text
 end
+
+for _, option in pairs(OPTIONS) do
+  local test = KINDS[option.kind][2]
+  option.check = function(v) return test(v, option) == true end
+  option.description = describe(option)
+end
+
+-- What a refused value is, without the value itself (it may be a secret).
+local function got(option, v)
+  if type(v) ~= "number" then return type(v) end
+  if v ~= v then return "nan" end
+  if v == math.huge or v == -math.huge then return "infinity" end
+  if option.kind == "integer" and v ~= math.floor(v) then return "non-integer number" end
+  return "number out of range"
+end
+
+-- Raises unless `value` suits option `name`; `label` is how the message
+-- names it, a format for the name ("option '%s'", "opts.%s").
+local function check_option(fname, argn, label, name, value)
+  local option = OPTIONS[name]
+  if not option then check.fail(fname, argn, ("unknown option '%s'"):format(tostring(name))) end
+  if not option.check(value) then
+    check.fail(fname, argn, ("%s: %s expected, got %s"):format(label:format(name), option.description, got(option, value)))
+  end
+  return value
+end
+
+--- Checks one per-call option (opts.timeout, opts.max_retries of get_job,
+--- request, ...) against the bounds of the client option of that name;
+--- raises "bad argument #argn to 'fname' (opts.NAME: ... expected, got ...)".
+function config.check_call_option(fname, argn, name, value)
+  return check_option(fname, argn, "opts.%s", name, value)
+end
+
+-- ------------------------------------------------------------ hosts and URLs
+
+-- Splits an authority ("host", "host:port", "[v6]:port") into the host
+-- (lower case, IPv6 in brackets) and the port (digits, or nil); or nil, nil,
+-- why. Userinfo ('@') is refused by the callers before this.
+local function parse_authority(authority)
+  local host, rest = authority:match("^(%[[%x:.]*:[%x:.]*%])(.*)$")
+  if not host then host, rest = authority:match("^([%w._-]+)(.*)$") end
+  if not host then return nil, nil, "no valid host (a name, an IPv4 address or an [IPv6] address)" end
+  if rest == "" then return host:lower(), nil end
+  local port = rest:match("^:(%d%d?%d?%d?%d?)$")
+  if not port or tonumber(port) < 1 or tonumber(port) > 65535 then
+    return nil, nil, "a bad port (digits from 1 to 65535, and nothing after them)"
+  end
+  return host:lower(), ("%d"):format(tonumber(port))
+end
+
+--- Whether `host` (lower case, IPv6 in brackets) is this machine. Dotted
+--- IPv4 only in plain decimal: a leading zero is octal to some resolvers
+--- (0127.0.0.1 is 87.0.0.1), so it is not taken for loopback.
+local function is_loopback(host)
+  if host == "localhost" or host == "[::1]" then return true end
+  local octets = { host:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$") }
+  if #octets ~= 4 then return false end
+  for _, octet in ipairs(octets) do
+    if #octet > 3 or octet:find("^0%d") or tonumber(octet) > 255 then return false end
+  end
+  return octets[1] == "127"
+end
+config.is_loopback = is_loopback
+
+local CLEAR_TEXT_RULE = "plain http:// is only allowed to a loopback host "
+  .. "(127.0.0.0/8, ::1, localhost), so the API key never travels in clear text"
 
 --- Normalises an endpoint: a bare root gains /v0.5, a trailing slash goes.
---- Returns the base URL, or nil and why it cannot be used.
+--- Returns the base URL, or nil and why it cannot be used (never quoting it).
 function config.normalize_endpoint(url)
   local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
-  if not scheme then return nil, "endpoint must be an http(s) URL, got '" .. url .. "'" end
+  if not scheme then return nil, "endpoint must be an http(s) URL (https://host/...)" end
   scheme = scheme:lower()
-  if scheme ~= "https" and scheme ~= "http" then
-    return nil, "endpoint must use https (got " .. scheme .. "://)"
-  end
-  if rest:find("[%s?#@]") then
+  if scheme ~= "https" and scheme ~= "http" then return nil, "endpoint must use https" end
+  if rest:find("[%s%c?#@\\]") then
     return nil, "endpoint must not contain spaces, a query, a fragment or credentials"
   end
   local authority, path = rest:match("^([^/]*)(.*)$")
-  local host = url_host(url)
-  if host == "" then return nil, "endpoint has no host: '" .. url .. "'" end
+  local host, port, why = parse_authority(authority)
+  if not host then return nil, "endpoint has " .. why end
   if scheme == "http" and not is_loopback(host) then
-    return nil, "endpoint must use https: plain http:// is only allowed to a loopback host "
-      .. "(127.0.0.0/8, ::1, localhost), so the API key never travels in clear text"
+    return nil, "endpoint must use https: " .. CLEAR_TEXT_RULE
   end
   path = path:gsub("/+$", "")
   if path == "" then path = config.API_VERSION_PATH end
-  return scheme .. "://" .. authority .. path
+  return scheme .. "://" .. host .. (port and ":" .. port or "") .. path
 end
+
+-- The proxy schemes libcurl understands that atai lets through.
+local PROXY_SCHEMES = { http = true, https = true, socks4 = true, socks4a = true, socks5 = true, socks5h = true }
+
+--- Parses a proxy URL ("host:port" means http://host:port): returns
+--- { scheme, host, port, url } (url rebuilt from those parts, for
+--- libcurl), or nil and why it is refused (never quoting it). Credentials
+--- (any '@') are refused: libcurl would take what precedes it as proxy
+--- credentials and send the request, key included, to what follows.
+function config.parse_proxy(text)
+  if text:find("@", 1, true) then
+    return nil, "credentials (user:password@) are not accepted in the proxy URL"
+  end
+  local scheme, rest = text:match("^(%a[%w+.-]*)://(.*)$")
+  if not scheme then scheme, rest = "http", text end
+  scheme = scheme:lower()
+  if not PROXY_SCHEMES[scheme] then
+    return nil, "the proxy scheme must be http, https, socks4, socks4a, socks5 or socks5h"
+  end
+  local authority, tail = rest:match("^([^/?#]*)(.*)$")
+  if tail ~= "" and tail ~= "/" then
+    return nil, "the proxy URL must end after host and port (an optional '/' only)"
+  end
+  local host, port, why = parse_authority(authority)
+  if not host then return nil, "the proxy URL has " .. why end
+  return { scheme = scheme, host = host, port = port,
+    url = scheme .. "://" .. host .. (port and ":" .. port or "") }
+end
+
+-- The key must only travel encrypted or stay on this machine: for an
+-- http:// (loopback) endpoint, no proxy from the environment, and an
+-- explicit proxy only on loopback too. Returns the proxy to use ("" = none,
+-- nil = libcurl's usual *_proxy variables).
+local function proxy_for(base_url, text, fname)
+  local clear = base_url:find("^http://") ~= nil
+  if text == nil then return clear and "" or nil end
+  local proxy, why = config.parse_proxy(text)
+  if not proxy then check.fail(fname, 1, "option 'proxy': " .. why) end
+  if clear and not is_loopback(proxy.host) then
+    check.fail(fname, 1, "option 'proxy': with an http:// endpoint the proxy must be on loopback "
+      .. "too, or the API key would cross the network in clear text")
+  end
+  return proxy.url
+end
+
+-- ------------------------------------------------------------ resolving
 
 local function user_agent(app)
   local lua_version = (rawget(_G, "jit") and jit.version) or _VERSION
@@ -95,58 +223,42 @@ local function env(name)
   return v
 end
 
--- The key must only travel encrypted or stay on this machine: for an
--- http:// (loopback) endpoint, no proxy from the environment, and an
--- explicit proxy only on loopback too. Returns the proxy to use ("" = none).
-local function proxy_for(base_url, proxy, fname)
-  if not base_url:find("^http://") then return proxy end
-  if proxy == nil then return "" end
-  local host = url_host(proxy) or proxy:match("^([^:/]*)")
-  if not is_loopback(host or "") then
-    error(("bad argument #1 to '%s' (option 'proxy': with an http:// endpoint the proxy must "
-      .. "be on loopback too, or the API key would cross the network in clear text)"):format(fname), 4)
+-- The base URL from the option (raising when bad) or the environment (a
+-- config error when bad); returns base_url, config_error.
+local function base_url_for(endpoint, fname)
+  if endpoint then
+    local base, why = config.normalize_endpoint(endpoint)
+    if not base then check.fail(fname, 1, "option 'endpoint': " .. why) end
+    return base
   end
-  return proxy
+  local base, why = config.normalize_endpoint(env("ATAI_API_ENDPOINT") or config.DEFAULT_ENDPOINT)
+  if base then return base end
+  return config.DEFAULT_ENDPOINT, "ATAI_API_ENDPOINT: " .. why
 end
 
 --- Checks `opts` (raising on unknown or bad options, naming the function
---- `fname`) and returns the table for core.new_client.
+--- `fname`) and returns the table for core.new_client: every option, with
+--- its default when not given, plus base_url and config_error.
 function config.resolve(opts, fname)
-  for name, value in pairs(opts) do
-    local spec = OPTIONS[name]
-    if not spec then
-      error(("bad argument #1 to '%s' (unknown option '%s')"):format(fname, tostring(name)), 3)
-    end
-    if not spec[2](value) then
-      error(("bad argument #1 to '%s' (option '%s': %s expected, got %s)")
-        :format(fname, name, spec[1], type(value)), 3) -- never the value: it may be a secret
-    end
-  end
+  for name, value in pairs(opts) do check_option(fname, 1, "option '%s'", name, value) end
 
   local resolved = {}
-  for name in pairs(OPTIONS) do resolved[name] = opts[name] end
+  for name, option in pairs(OPTIONS) do
+    local value = opts[name]
+    if value == nil then value = option.default end
+    resolved[name] = value
+  end
   resolved.endpoint = nil
   resolved.api_key = opts.api_key or env("ATAI_API_KEY")
   resolved.user_agent = user_agent(opts.user_agent)
+  local key_error
   if not is_header_text(resolved.api_key or "") then
     resolved.api_key = nil
-    resolved.config_error = "ATAI_API_KEY contains control characters"
+    key_error = "ATAI_API_KEY contains control characters"
   end
-
-  if opts.endpoint then
-    local base, why = config.normalize_endpoint(opts.endpoint)
-    if not base then error(("bad argument #1 to '%s' (option 'endpoint': %s)"):format(fname, why), 3) end
-    resolved.base_url = base
-  else
-    local from_env = env("ATAI_API_ENDPOINT")
-    local base, why = config.normalize_endpoint(from_env or config.DEFAULT_ENDPOINT)
-    if base then
-      resolved.base_url = base
-    else
-      resolved.base_url = config.DEFAULT_ENDPOINT
-      resolved.config_error = resolved.config_error or ("ATAI_API_ENDPOINT: " .. why)
-    end
-  end
+  local endpoint_error
+  resolved.base_url, endpoint_error = base_url_for(opts.endpoint, fname)
+  resolved.config_error = key_error or endpoint_error
   resolved.proxy = proxy_for(resolved.base_url, opts.proxy, fname)
   return resolved
 end
