@@ -93,7 +93,8 @@ function atai.new(opts)
   end
   local resolved = config.resolve(opts or {}, "new")
   local client = core.new_client(resolved)
-  api.settings[client] = { max_pages = resolved.max_pages }
+  -- pages.DEFAULT_MAX_PAGES applies unless the client sets its own
+  api.settings[client] = { max_pages = opts and opts.max_pages }
   return client
 end
 

@@ -69,7 +69,7 @@ local function wait_options(opts, fname, n)
   return o
 end
 
-local CALL_TIMEOUT_MAX = 86400 -- seconds: the longest attempt atai.core takes
+local CALL_TIMEOUT_MAX = 86400 -- seconds: the longest attempt (config.OPTIONS.timeout.max)
 
 -- The wait itself, written once: blocking when called on a client, and
 -- awaiting (yielding at get_job and at each sleep) inside a coroutine.
@@ -141,22 +141,16 @@ local function check_ids(fname, ids)
   for i = 1, #ids do check.id(fname, 1, ids[i], ("ids[%d]"):format(i)) end
 end
 
--- The per-call options of get_job, checked for get_jobs.
+-- The per-call options of get_job (timeout, max_retries), checked for
+-- get_jobs by the same rule as atai.new's.
 local function check_call_opts(fname, opts)
   if opts == nil then return nil end
   if type(opts) ~= "table" then check.fail(fname, 2, "opts: table expected, got " .. type(opts)) end
   for k, v in pairs(opts) do
-    if k == "timeout" then
-      if not (check.is_number(v) and v >= 0.001 and v <= CALL_TIMEOUT_MAX) then
-        check.fail(fname, 2, "opts.timeout: number from 0.001 to 86400 (seconds) expected")
-      end
-    elseif k == "max_retries" then
-      if not (check.is_number(v) and v >= 0 and v <= 10 and v == math.floor(v)) then
-        check.fail(fname, 2, "opts.max_retries: integer from 0 to 10 expected")
-      end
-    else
+    if k ~= "timeout" and k ~= "max_retries" then
       check.fail(fname, 2, ("unknown option '%s'"):format(tostring(k)))
     end
+    require("atai.config").check_call_option(fname, 2, k, v)
   end
   return opts
 end
