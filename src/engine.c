@@ -569,12 +569,14 @@ static int deliver(lua_State *L, Client *c, double until) {
 ** ====================================================================== */
 
 /* Puts the new transfer at `idx` (client at client_idx) in flight. Async
-** ones are anchored and hold their client through their user value. */
-static void transfer_submit(lua_State *L, Client *c, int client_idx, int idx, int blocking) {
+** ones are anchored and hold their client through their user value;
+** `internal` ones (atai's own) are not counted by pending(). */
+static void transfer_submit(lua_State *L, Client *c, int client_idx, int idx, int blocking,
+                            int internal) {
   Transfer *t = (Transfer *)lua_touserdata(L, idx);
   t->client = c;
   t->blocking = blocking;
-  t->internal = blocking;
+  t->internal = blocking || internal;
   t->started = monotonic_seconds();
   if (!blocking) {
     push_uv(L, idx);
@@ -583,7 +585,7 @@ static void transfer_submit(lua_State *L, Client *c, int client_idx, int idx, in
     lua_pop(L, 1);
     lua_pushvalue(L, idx);
     t->anchor = luaL_ref(L, LUA_REGISTRYINDEX);
-    c->pending++;
+    if (!t->internal) c->pending++;
   }
   list_append(c, t);
   if (t->unusable) transfer_finish(c, t, t->started); /* fails at the next poll */
@@ -644,7 +646,8 @@ static int l_client_gc(lua_State *L) {
 ** ====================================================================== */
 
 /* One protected engine step: lets Ctrl-C's hook (which fires on a call)
-** interrupt a blocking wait between slices. Upvalue-free: args c, wait, until. */
+** interrupt a blocking wait between slices. Args c, wait, until; its
+** upvalue is the module's decode function, like every C function here. */
 static int step_protected(lua_State *L) {
   Client *c = (Client *)lua_touserdata(L, 1);
   double wait = lua_tonumber(L, 2), until = lua_tonumber(L, 3);
@@ -660,7 +663,8 @@ static int step_protected(lua_State *L) {
 ** blocking call's transfer, detached when the step raises. */
 static int engine_step(lua_State *L, Client *c, double wait, double until, Transfer *t) {
   int status, completed;
-  lua_pushcfunction(L, step_protected);
+  lua_pushvalue(L, lua_upvalueindex(UV_DECODE));
+  lua_pushcclosure(L, step_protected, MODULE_UPVALUES);
   lua_pushlightuserdata(L, c);
   lua_pushnumber(L, wait);
   lua_pushnumber(L, until);

@@ -33,7 +33,7 @@ static int launch(lua_State *L, Client *c, int idx, RunAs how) {
   Transfer *t = (Transfer *)lua_touserdata(L, idx);
   if (how == RUN_BLOCKING && client_unusable(L, c)) return 2;
   t->unusable = c->config_error != NULL;
-  transfer_submit(L, c, 1, idx, how == RUN_BLOCKING);
+  transfer_submit(L, c, 1, idx, how == RUN_BLOCKING, how == RUN_YIELD);
   if (how == RUN_BLOCKING) return engine_wait(L, c, idx, -1);
   lua_settop(L, idx);
   if (how == RUN_YIELD) return lua_yield(L, 1);
@@ -139,6 +139,6 @@ static int l_async_sleep(lua_State *L) {
   lua_settop(L, 2);
   t = transfer_new(L, c, MODE_TIMER, NULL);
   t->due = monotonic_seconds() + s;
-  transfer_submit(L, c, 1, 3, 0);
+  transfer_submit(L, c, 1, 3, 0, 0);
   return 1;
 }

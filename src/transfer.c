@@ -459,6 +459,7 @@ static int client_unusable(lua_State *L, Client *c) {
 
 static int transfer_cancel(Transfer *t); /* engine.c */
 static void transfer_detach(Transfer *t);
+static void deliver_one(lua_State *L, struct Client *c, Transfer *t);
 static void engine_enqueue_results(lua_State *L, Client *c, int fn, int free_call, int handle);
 
 /* h:done() -> whether the handle has completed. */
@@ -503,7 +504,8 @@ static int l_handle_result(lua_State *L) {
 /* h:cancel(): aborts the handle (its result: nil, err of kind "cancelled");
 ** nothing on a handle already done. */
 static int l_handle_cancel(lua_State *L) {
-  transfer_cancel(to_transfer(L, 1));
+  Transfer *t = to_transfer(L, 1);
+  if (transfer_cancel(t)) deliver_one(L, t->client, t); /* done now; callbacks at the next poll */
   return 0;
 }
 
