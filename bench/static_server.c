@@ -1,13 +1,18 @@
 /*
 ** static_server.c: a tiny HTTP/1.1 keep-alive server for the atai benchmark.
 **
-**   static_server BODY_FILE
+**   static_server BODY_FILE [DELAY_MS]
 **
 ** Binds port 0 on 127.0.0.1, prints "PORT n" on stdout, then answers every
 ** request (any method, any path) with 200 and the file read at start, as
 ** application/json with a Content-Length (HEAD gets the headers only). One
 ** thread, one poll() loop, non-blocking sockets, pipelining allowed; the
 ** response is built once, so each request costs a recv and a send.
+**
+** With DELAY_MS, each response is held back until DELAY_MS milliseconds
+** after its request arrived: every owed response has its own due time and
+** the poll() timeout runs to the earliest one, so up to MAX_CONN keep-alive
+** connections wait out their delays side by side, never one after another.
 **
 ** Exits on SIGTERM, SIGINT, or after 300 s (SIGALRM), and then prints to
 ** stderr how many requests it served and its own CPU time, so the bench can
@@ -29,9 +34,11 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
-#define MAX_CONN 64
+#define MAX_CONN 1024
+#define MAX_OWED 32  /* responses owed per connection (pipelining depth) */
 #define IN_CAP 16384 /* a request's headers (plus any body) must fit */
 #define LIFETIME 300 /* seconds */
 
@@ -41,6 +48,8 @@ typedef struct Conn {
   char in[IN_CAP];
   unsigned queued;      /* responses owed, the first one partly sent */
   unsigned queued_head; /* bit k: the k-th owed response is a HEAD reply */
+  unsigned first;       /* ring index in due[] of the first owed response */
+  double due[MAX_OWED]; /* when each owed response may go, in ms (monotonic) */
   size_t off;      /* bytes of the first queued response already sent */
   int close_after; /* "Connection: close" seen: close when all is sent */
 } Conn;
@@ -49,7 +58,9 @@ static volatile sig_atomic_t stop_signal = 0;
 static char *response;        /* headers + body */
 static size_t response_len;   /* headers + body */
 static size_t head_len;       /* headers only */
+static double delay_ms;       /* how long each response is held back */
 static Conn conns[MAX_CONN];
+static int conn_end;          /* conns[conn_end..] are all unused */
 static unsigned long requests_served, connections_accepted;
 
 static void on_signal(int sig) { stop_signal = sig; }
@@ -57,6 +68,12 @@ static void on_signal(int sig) { stop_signal = sig; }
 static void die(const char *what) {
   perror(what);
   exit(1);
+}
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
 static int set_nonblocking(int fd) {
@@ -118,15 +135,16 @@ static int contains_ci(const char *p, const char *end, const char *word) {
   return 0;
 }
 
-/* Queues a response for every complete request in c->in. Returns -1 when
-** the input cannot be a request we can handle. */
-static int parse_requests(Conn *c) {
+/* Queues a response, due DELAY_MS from `now`, for every complete request in
+** c->in while fewer than MAX_OWED are owed. Returns -1 when the input cannot
+** be a request we can handle. */
+static int parse_requests(Conn *c, double now) {
   for (;;) {
     const char *start = c->in, *end, *line, *v;
     size_t total;
     long body = 0;
     int is_head;
-    if (c->in_len < 4) return 0;
+    if (c->in_len < 4 || c->queued == MAX_OWED) return 0;
     end = NULL;
     {
       size_t i;
@@ -154,7 +172,8 @@ static int parse_requests(Conn *c) {
     total = (size_t)(end - start) + 4 + (size_t)body;
     if (total > IN_CAP) return -1;
     if (c->in_len < total) return 0;
-    if (c->queued < 32) c->queued_head |= (unsigned)is_head << c->queued;
+    c->queued_head |= (unsigned)is_head << c->queued;
+    c->due[(c->first + c->queued) % MAX_OWED] = now + delay_ms;
     c->queued++;
     requests_served++;
     memmove(c->in, c->in + total, c->in_len - total);
@@ -166,9 +185,15 @@ static int parse_requests(Conn *c) {
   }
 }
 
-/* Sends what is owed. Returns -1 on a dead connection. */
-static int flush(Conn *c) {
-  while (c->queued) {
+/* Whether the first owed response may be sent at `now`. */
+static int first_due(const Conn *c, double now) {
+  return c->queued && c->due[c->first] <= now;
+}
+
+/* Sends what is owed and due. Returns -1 on a dead connection, or once all
+** is sent after a "Connection: close". */
+static int flush(Conn *c, double now) {
+  while (first_due(c, now)) {
     size_t len = (c->queued_head & 1u) ? head_len : response_len;
     ssize_t n = send(c->fd, response + c->off, len - c->off, MSG_NOSIGNAL);
     if (n < 0) {
@@ -180,9 +205,21 @@ static int flush(Conn *c) {
       c->off = 0;
       c->queued--;
       c->queued_head >>= 1;
+      c->first = (c->first + 1) % MAX_OWED;
     }
   }
-  return c->close_after ? -1 : 0;
+  return (c->close_after && c->queued == 0) ? -1 : 0;
+}
+
+/* Parses and sends until neither makes progress (input beyond MAX_OWED
+** pipelined requests waits in c->in). Returns -1 on a connection to close. */
+static int serve(Conn *c, double now) {
+  for (;;) {
+    size_t in_len = c->in_len;
+    unsigned queued = c->queued;
+    if (parse_requests(c, now) < 0 || flush(c, now) < 0) return -1;
+    if (c->in_len == 0 || (c->in_len == in_len && c->queued == queued)) return 0;
+  }
 }
 
 static void conn_close(Conn *c) {
@@ -200,17 +237,18 @@ static void accept_all(int lfd) {
       continue;
     }
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (i >= conn_end) conn_end = i + 1;
     conns[i].fd = fd;
     conns[i].in_len = 0;
-    conns[i].queued = conns[i].queued_head = 0;
+    conns[i].queued = conns[i].queued_head = conns[i].first = 0;
     conns[i].off = 0;
     conns[i].close_after = 0;
     connections_accepted++;
   }
 }
 
-static void on_readable(Conn *c) {
-  for (;;) {
+static void on_readable(Conn *c, double now) {
+  while (c->in_len < IN_CAP) { /* a full c->in waits for owed responses */
     ssize_t n = recv(c->fd, c->in + c->in_len, IN_CAP - c->in_len, 0);
     if (n == 0) {
       conn_close(c);
@@ -218,30 +256,54 @@ static void on_readable(Conn *c) {
     }
     if (n < 0) {
       if (errno == EINTR) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) conn_close(c);
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        conn_close(c);
+        return;
+      }
       break;
     }
     c->in_len += (size_t)n;
     if (c->in_len < IN_CAP) break; /* short read: the socket is drained */
-    if (parse_requests(c) < 0) {
+    if (parse_requests(c, now) < 0) {
       conn_close(c);
       return;
     }
   }
-  if (parse_requests(c) < 0 || flush(c) < 0) conn_close(c);
+  if (serve(c, now) < 0) conn_close(c);
+}
+
+/* The poll() timeout in ms: until the earliest owed response not yet due
+** (rounded up), at most 1000. */
+static int poll_timeout(double now) {
+  double wait = 1000;
+  int i;
+  for (i = 0; i < conn_end; i++) {
+    const Conn *c = &conns[i];
+    if (c->fd >= 0 && c->queued && c->due[c->first] - now < wait) wait = c->due[c->first] - now;
+  }
+  return wait <= 0 ? 0 : (int)wait + 1;
 }
 
 int main(int argc, char **argv) {
   struct sockaddr_in addr;
   socklen_t addr_len = sizeof addr;
   struct sigaction sa;
-  struct pollfd pfd[MAX_CONN + 1];
+  static struct pollfd pfd[MAX_CONN + 1];
+  static int slot[MAX_CONN + 1];
   struct rusage ru;
   int lfd, one = 1, i;
 
-  if (argc != 2) {
-    fprintf(stderr, "usage: %s BODY_FILE\n", argv[0]);
+  if (argc != 2 && argc != 3) {
+    fprintf(stderr, "usage: %s BODY_FILE [DELAY_MS]\n", argv[0]);
     return 2;
+  }
+  if (argc == 3) {
+    char *end;
+    delay_ms = strtod(argv[2], &end);
+    if (end == argv[2] || *end != '\0' || !(delay_ms >= 0 && delay_ms <= 60000)) {
+      fprintf(stderr, "static_server: DELAY_MS must be a number of ms in 0..60000, got '%s'\n", argv[2]);
+      return 2;
+    }
   }
   load_response(argv[1]);
   for (i = 0; i < MAX_CONN; i++) conns[i].fd = -1;
@@ -263,40 +325,42 @@ int main(int argc, char **argv) {
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   addr.sin_port = 0;
   if (bind(lfd, (struct sockaddr *)&addr, sizeof addr) < 0) die("bind");
-  if (listen(lfd, 64) < 0) die("listen");
+  if (listen(lfd, MAX_CONN) < 0) die("listen");
   if (set_nonblocking(lfd) < 0) die("fcntl");
   if (getsockname(lfd, (struct sockaddr *)&addr, &addr_len) < 0) die("getsockname");
   printf("PORT %d\n", ntohs(addr.sin_port));
   fflush(stdout);
 
   while (!stop_signal) {
-    int nfds = 1, slot[MAX_CONN + 1], ready;
+    int nfds = 1, ready;
+    double now = now_ms();
     pfd[0].fd = lfd;
     pfd[0].events = POLLIN;
-    for (i = 0; i < MAX_CONN; i++) {
-      if (conns[i].fd < 0) continue;
-      pfd[nfds].fd = conns[i].fd;
-      pfd[nfds].events = (short)(conns[i].queued ? POLLIN | POLLOUT : POLLIN);
+    for (i = 0; i < conn_end; i++) {
+      const Conn *c = &conns[i];
+      if (c->fd < 0) continue;
+      pfd[nfds].fd = c->fd;
+      pfd[nfds].events = (short)((c->in_len < IN_CAP ? POLLIN : 0) | (first_due(c, now) ? POLLOUT : 0));
       slot[nfds++] = i;
     }
-    ready = poll(pfd, (nfds_t)nfds, 1000);
+    ready = poll(pfd, (nfds_t)nfds, poll_timeout(now));
     if (ready < 0) {
       if (errno == EINTR) continue;
       die("poll");
     }
+    now = now_ms();
     for (i = 1; i < nfds; i++) {
       Conn *c = &conns[slot[i]];
-      if (pfd[i].revents & POLLIN) on_readable(c);
-      else if (pfd[i].revents & POLLOUT) {
-        if (flush(c) < 0) conn_close(c);
-      } else if (pfd[i].revents & (POLLERR | POLLHUP | POLLNVAL)) conn_close(c);
+      if (pfd[i].revents & POLLIN) on_readable(c, now);
+      else if (pfd[i].revents & (POLLERR | POLLHUP | POLLNVAL)) conn_close(c);
+      else if (serve(c, now) < 0) conn_close(c); /* writable, or a delay ran out */
     }
     if (pfd[0].revents & POLLIN) accept_all(lfd);
   }
 
   getrusage(RUSAGE_SELF, &ru);
-  fprintf(stderr, "static_server: %s, %lu requests on %lu connections, cpu %.0f us\n",
-          stop_signal == SIGALRM ? "lifetime over" : "stopped", requests_served,
+  fprintf(stderr, "static_server: %s, delay %g ms, %lu requests on %lu connections, cpu %.0f us\n",
+          stop_signal == SIGALRM ? "lifetime over" : "stopped", delay_ms, requests_served,
           connections_accepted,
           (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
               (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec));

@@ -2,8 +2,9 @@
 # deps.sh: makes sure the Debian packages atai needs are installed.
 #   sh scripts/deps.sh LUA [EXTRA...]
 # LUA is lua5.1, lua5.2, lua5.3, lua5.4 or luajit; EXTRA names more tools
-# (valgrind, neovim, luarocks). As root, missing packages are installed with
-# apt-get; otherwise the exact apt-get line is printed and the script fails.
+# (valgrind, neovim, luarocks; nginx for spec/h2_spec.lua, pending without
+# it: make test DEPS_EXTRA=nginx). As root, missing packages are installed
+# with apt-get; otherwise the exact apt-get line is printed and the script fails.
 set -eu
 
 lua=${1:-lua5.4}
