@@ -4,12 +4,22 @@
 
   Usage:  lua5.4 spec/support/fake_api.lua [--port N] [--key KEY] [--fixtures DIR]
                                            [--ttl SECONDS] [--idle SECONDS] [--verbose]
+                                           [--latency MS] [--demo-jobs] [--user]
 
   Binds 127.0.0.1 only, prints exactly one line "PORT <n>" on stdout once it listens,
   then serves real HTTP/1.1 (keep-alive, Content-Length and chunked request bodies,
   Expect: 100-continue, many concurrent connections).  It exits by itself after --ttl
   seconds (default 600) or after --idle seconds without any request (default 120), so an
   orphan can never linger.  The key may also come from env ATAI_FAKE_KEY.
+
+    --latency MS   every API response (not the /_fake/ control calls) waits MS ms first,
+                   without holding up other connections
+    --demo-jobs    also serve the demo jobs (a slow one, a flaky one, two that advance
+                   per GET: see fake_api/demo.lua); off for the specs, whose totals count
+                   the seven seed jobs
+    --user         user mode (make fake-server): --demo-jobs, and after "PORT n" print the
+                   endpoint, the key, an `export ATAI_API_ENDPOINT=... ATAI_API_KEY=...`
+                   line and the jobs served with what each does
 
   Always runs under lua5.4 and needs only LuaSocket.  This file is the entry script:
   it parses the command line and starts the server; the server itself is in the
@@ -32,10 +42,12 @@
     routes.lua     the route table under /v0.5, authentication
     faults.lua     injected faults (what POST /_fake/faults can ask for)
     control.lua    the control API under /_fake/ (reset, faults, config, stats, shutdown)
+    demo.lua       opt-in demo jobs (--demo-jobs) and the user-mode listing (--user)
     serve.lua      connections and the main loop
 
-  The API key is never written anywhere: logs go to stderr (only with --verbose) and
-  the request log replaces the Authorization header by "auth": "ok"|"missing"|"wrong".
+  The API key is never written anywhere but in the --user listing (meant for pasting):
+  logs go to stderr (only with --verbose) and the request log replaces the
+  Authorization header by "auth": "ok"|"missing"|"wrong".
 ]]
 
 -- This script's folder: the modules are in <here>/fake_api/, the fixtures in <here>/../fixtures.
@@ -49,24 +61,42 @@ local serve = require("fake_api.serve")
 local opts = state.opts
 opts.fixtures = here .. "/../fixtures"
 
+-- Options taking a value: flag → {option, converter}; the converter returns nil
+-- for a bad value.
+local function non_negative(v)
+  local n = tonumber(v)
+  return n and n >= 0 and n or nil
+end
+local VALUE_FLAGS = {
+  ["--port"] = { "port", non_negative }, ["--key"] = { "key", tostring },
+  ["--fixtures"] = { "fixtures", tostring }, ["--ttl"] = { "ttl", non_negative },
+  ["--idle"] = { "idle", non_negative }, ["--latency"] = { "latency", non_negative },
+}
+-- Switches: flag → option set to true.
+local SWITCHES = { ["--verbose"] = "verbose", ["--demo-jobs"] = "demo_jobs", ["--user"] = "user" }
+
+local function usage_error(...)
+  io.stderr:write("fake_api.lua: ", table.concat({ ... }), "\n")
+  os.exit(2)
+end
+
+-- Set state.opts from the command line (exit 2 on a bad one).
 local function parse_args(argv)
   local i = 1
   while i <= #argv do
-    local a = argv[i]
-    local function value()
+    local a, flag = argv[i], VALUE_FLAGS[argv[i]]
+    if flag then
       i = i + 1
-      if argv[i] == nil then io.stderr:write("missing value for ", a, "\n"); os.exit(2) end
-      return argv[i]
+      if argv[i] == nil then usage_error("missing value for ", a) end
+      opts[flag[1]] = flag[2](argv[i]) or usage_error("bad value for ", a, ": ", argv[i])
+    elseif SWITCHES[a] then
+      opts[SWITCHES[a]] = true
+    else
+      usage_error("unknown argument: ", a)
     end
-    if a == "--port" then opts.port = tonumber(value())
-    elseif a == "--key" then opts.key = value()
-    elseif a == "--fixtures" then opts.fixtures = value()
-    elseif a == "--ttl" then opts.ttl = tonumber(value())
-    elseif a == "--idle" then opts.idle = tonumber(value())
-    elseif a == "--verbose" then opts.verbose = true
-    else io.stderr:write("unknown argument: ", a, "\n"); os.exit(2) end
     i = i + 1
   end
+  opts.demo_jobs = opts.demo_jobs or opts.user
 end
 
 parse_args(arg or {})

@@ -4,12 +4,14 @@
   Each accepted connection runs serve_connection in its own scheduler thread: read a
   request, answer it (control API, or the API with the next matching fault applied),
   repeat while keep-alive.  serve.run() binds 127.0.0.1, prints "PORT n" and loops
-  until /_fake/shutdown, the --ttl or the --idle limit.
+  until /_fake/shutdown, the --ttl or the --idle limit.  --latency delays every API
+  response with the scheduler's sleep, so other connections go on meanwhile.
 ]]
 
 local socket = require("socket")
 local json = require("fake_api.json")
 local control = require("fake_api.control")
+local demo = require("fake_api.demo")
 local errors = require("fake_api.errors")
 local faults = require("fake_api.faults")
 local http = require("fake_api.http")
@@ -33,7 +35,7 @@ local function log_request(req, conn)
   local entry = json.object({ method = req.method, path = req.path, query = req.query,
     headers = headers, auth = routes.auth_state(req), body = req.body, gzip = false,
     conn = conn.serial, t = now() },
-    { "method", "path", "query", "headers", "auth", "body", "gzip", "conn", "t" })
+    { "method", "path", "query", "headers", "auth", "body", "gzip", "conn", "t", "t_reply" })
   table.insert(state.stats.requests, entry)
   if conn.counted ~= state.generation then
     conn.counted = state.generation
@@ -42,11 +44,13 @@ local function log_request(req, conn)
   return entry
 end
 
--- Serve an API request, applying the next matching fault. Returns a response table,
--- or nil when the connection must be closed without a response.
+-- Serve an API request after --latency, applying the next matching fault (else the
+-- demo job's behaviour). Returns a response table, or nil when the connection must be
+-- closed without a response. The log entry's t_reply is when the answer was ready.
 local function serve_api(req, conn)
   local entry = log_request(req, conn)
-  local f = faults.take(req) or {}
+  if state.opts.latency > 0 then sched.sleep(state.opts.latency / 1000) end
+  local f = faults.take(req) or demo.fault(req) or {}
   local delay = tonumber(f.delay)
   if delay and delay > 0 then sched.sleep(delay) end
   if f.close == true then return nil end
@@ -60,6 +64,7 @@ local function serve_api(req, conn)
     entry.gzip = true
   end
   resp.truncate = math.tointeger(f.close_after_bytes)
+  entry.t_reply = now()
   return resp
 end
 
@@ -116,6 +121,7 @@ local function run()
   listener:settimeout(0)
   local _, port = listener:getsockname()
   io.stdout:write("PORT ", port, "\n")
+  if opts.user then io.stdout:write(table.concat(demo.listing(port), "\n"), "\n") end
   io.stdout:flush()
   local started = now()
   state.last_activity = started

@@ -14,6 +14,9 @@ local state = {
   opts = {              -- command-line options, see fake_api.lua
     port = 0, key = os.getenv("ATAI_FAKE_KEY") or "test-key", ttl = 600, idle = 120,
     verbose = false, fixtures = nil,
+    latency = 0,        -- ms added before every API response (not control calls)
+    demo_jobs = false,  -- serve the demo jobs of demo.lua too
+    user = false,       -- user mode: demo jobs and the printed listing
   },
   store = nil,          -- see store.load()
   faults = {},          -- fault rules, in registration order

@@ -3,12 +3,13 @@
 
   Seed jobs: spec/fixtures/job_completed_tep.json (the documented TEP job, with the
   documented children) and every spec/fixtures/jobs/*.json (children synthesised from
-  their status and input_progress).  The store lives in state.store:
+  their status and input_progress); with --demo-jobs, the demo jobs of demo.lua too.  The store lives in state.store:
     { jobs = {id → record}, seq, event_id, progress_id, queue_raw,
       pipelines, pipelines_by_key, pipeline_docs }
 ]]
 
 local json = require("fake_api.json")
+local demo = require("fake_api.demo")
 local records = require("fake_api.records")
 local registry = require("fake_api.registry")
 local state = require("fake_api.state")
@@ -41,6 +42,12 @@ function store_mod.load()
     else records.synthesize_children(rec) end
     recs[#recs + 1] = rec
     store.jobs[job.id] = rec
+  end
+  if state.opts.demo_jobs then
+    for _, rec in ipairs(demo.records()) do
+      recs[#recs + 1] = rec
+      store.jobs[rec.job.id] = rec
+    end
   end
   table.sort(recs, function(a, b)
     if a.job.created_at ~= b.job.created_at then
