@@ -16,8 +16,8 @@
     srv:stop()
 
   server.start{ latency = 300, demo_jobs = true } passes --latency / --demo-jobs;
-  server.spawn{ script, args, env } runs any server script that prints "PORT n"
-  (the hostile server uses it).
+  server.spawn{ script, args, env } runs any server script that prints "PORT n";
+  server.start_hostile() starts spec/support/hostile_server.lua with it.
 
   Also exported: server.connect(host, port[, timeout]) -> a tiny keep-alive HTTP/1.1
   client (conn:request{method, path, headers, body}, conn:close()) used by the control
@@ -233,6 +233,17 @@ function M.start(opts)
   local handle, port = M.spawn{ script = opts.script or "spec/support/fake_api.lua",
     args = args, env = { ATAI_FAKE_KEY = key }, lua = opts.lua, what = "fake API server" }
   return setmetatable({ port = port, key = key, handle = handle,
+    endpoint = "http://127.0.0.1:" .. port .. "/v0.5" }, Server)
+end
+
+-- Start spec/support/hostile_server.lua (broken answers by scenario, see there).
+-- opts: ttl (300), lua. The handle is the same as start()'s: port, endpoint, stop().
+function M.start_hostile(opts)
+  opts = opts or {}
+  local handle, port = M.spawn{ script = "spec/support/hostile_server.lua",
+    args = { "--port", "0", "--ttl", tostring(opts.ttl or 300) }, lua = opts.lua,
+    what = "hostile server" }
+  return setmetatable({ port = port, handle = handle,
     endpoint = "http://127.0.0.1:" .. port .. "/v0.5" }, Server)
 end
 

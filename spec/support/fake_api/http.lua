@@ -214,4 +214,19 @@ function http.write_response(conn, resp, keep, truncate)
   return conn:send(head .. body)
 end
 
+-- Accept every connection waiting on `listener`; each runs serve(conn) in its own
+-- scheduler thread (a crash is logged and closes the socket). `serial()` numbers
+-- the connections (0 without it).
+function http.accept_all(listener, serve, serial)
+  while true do
+    local sock = listener:accept()
+    if not sock then return end
+    local conn = Conn.new(sock, serial and serial() or 0)
+    sched.spawn(function()
+      local ok, err = xpcall(serve, debug.traceback, conn)
+      if not ok then util.log_error(err); pcall(conn.close, conn) end
+    end)
+  end
+end
+
 return http

@@ -22,7 +22,7 @@ local store = require("fake_api.store")
 local util = require("fake_api.util")
 
 local now = socket.gettime
-local log, log_error = util.log, util.log_error
+local log = util.log
 local json_response, error_envelope, DEFAULT_CODES = errors.json_response, errors.envelope,
   errors.DEFAULT_CODES
 
@@ -96,19 +96,11 @@ local function serve_connection(conn)
   conn:close()
 end
 
--- Accept every waiting connection, one scheduler thread each.
-local function accept_all(listener)
-  while true do
-    local sock = listener:accept()
-    if not sock then return end
-    state.stats.accepted = state.stats.accepted + 1
-    state.serial = state.serial + 1
-    local conn = http.Conn.new(sock, state.serial)
-    sched.spawn(function()
-      local ok, err = xpcall(serve_connection, debug.traceback, conn)
-      if not ok then log_error(err); pcall(conn.close, conn) end
-    end)
-  end
+-- Count an accepted connection and give it the next serial number.
+local function next_serial()
+  state.stats.accepted = state.stats.accepted + 1
+  state.serial = state.serial + 1
+  return state.serial
 end
 
 -- Load the store, listen on 127.0.0.1:state.opts.port, print "PORT n" and serve
@@ -126,7 +118,8 @@ local function run()
   local started = now()
   state.last_activity = started
   while not sched.stopping do
-    sched.step(listener, function() accept_all(listener) end, 1.0)
+    sched.step(listener, function() http.accept_all(listener, serve_connection, next_serial) end,
+               1.0)
     local t = now()
     if t - started > opts.ttl then log("ttl reached, exiting"); break end
     if t - state.last_activity > opts.idle then log("idle, exiting"); break end
