@@ -3,6 +3,10 @@
 #   make [LUA=lua5.4]     build build/$(LUA)/atai/core.so
 #   make test             the busted suite under $(LUA) (default lua5.4)
 #   make demo             examples/get_job.lua against the fake API server
+#   make fake-server      the fake API in the foreground, to try atai by hand:
+#                         prints its port, key, an export line to paste and
+#                         the job ids it serves (FAKE_PORT, default 0 = any;
+#                         FAKE_LATENCY = ms added to every response); Ctrl-C stops
 #   make memcheck         the suite under valgrind
 #   make test-all         make test under every Lua below; keeps going, then
 #                         prints a per-version summary and fails if any failed
@@ -18,7 +22,8 @@
 # Missing Debian packages are installed by scripts/deps.sh (as root), or it
 # prints the apt-get line to run.
 #
-# Variables: CC, CFLAGS (default -O2 -g), LUA, BUSTED_ARGS (extra busted args).
+# Variables: CC, CFLAGS (default -O2 -g), LUA, BUSTED_ARGS (extra busted args),
+# FAKE_PORT and FAKE_LATENCY (make fake-server).
 
 LUA        ?= lua5.4
 CC         ?= cc
@@ -36,8 +41,10 @@ BUSTED      = $(BUSTED_ENV) $(BUSTED_RUN)
 
 LUAS       := lua5.1 lua5.2 lua5.3 lua5.4 luajit
 ROCKSPEC   := atai-scm-1.rockspec
+FAKE_PORT    ?= 0
+FAKE_LATENCY ?= 0
 
-.PHONY: all deps test demo memcheck test-all test-nvim rock-check bench clean
+.PHONY: all deps test demo fake-server memcheck test-all test-nvim rock-check bench clean
 
 all: $(SO)
 
@@ -55,6 +62,11 @@ test: deps
 demo: deps
 	@$(MAKE) --no-print-directory $(SO)
 	@sh scripts/demo.sh $(LUA) $(BUILD)
+
+fake-server:
+	@$(MAKE) --no-print-directory deps LUA=lua5.4
+	@lua5.4 spec/support/fake_api.lua --user --port $(FAKE_PORT) \
+	  --latency $(FAKE_LATENCY) --ttl 86400 --idle 86400
 
 memcheck:
 	@$(MAKE) --no-print-directory deps DEPS_EXTRA=valgrind

@@ -15,6 +15,10 @@
     srv:stats(); srv:requests()
     srv:stop()
 
+  server.start{ latency = 300, demo_jobs = true } passes --latency / --demo-jobs;
+  server.spawn{ script, args, env } runs any server script that prints "PORT n";
+  server.start_hostile() starts spec/support/hostile_server.lua with it.
+
   Also exported: server.connect(host, port[, timeout]) -> a tiny keep-alive HTTP/1.1
   client (conn:request{method, path, headers, body}, conn:close()) used by the control
   calls and handy for raw protocol tests.  Paths are relative to the repository root
@@ -172,42 +176,75 @@ function Server:stop()
   self.handle = nil
 end
 
--- opts: key ("test-key"), port (0), fixtures (default: next to the script), ttl (600),
--- idle (120), lua (env ATAI_FAKE_LUA or "lua5.4"), script path, verbose.
-function M.start(opts)
-  opts = opts or {}
-  local key = opts.key or "test-key"
+-- Run a LuaSocket server script under lua5.4 (or env ATAI_FAKE_LUA) and wait until it
+-- printed "PORT n" and accepts connections. opts: script, args (list, quoted here),
+-- env (name -> value: secrets stay off the command line), lua, what (its name in
+-- errors). Returns the popen handle (the rest of its stdout) and the port; raises.
+function M.spawn(opts)
   local lua = opts.lua or os.getenv("ATAI_FAKE_LUA") or "lua5.4"
-  local script = opts.script or "spec/support/fake_api.lua"
-  local args = { "exec", lua, shell_quote(script), "--port", tostring(opts.port or 0),
-                 "--ttl", tostring(opts.ttl or 600), "--idle", tostring(opts.idle or 120) }
-  if opts.fixtures then
-    args[#args + 1] = "--fixtures"
-    args[#args + 1] = shell_quote(opts.fixtures)
-  end
-  if opts.verbose then args[#args + 1] = "--verbose" end
-  -- The key travels in the environment, not on the command line.
-  local cmd = "ATAI_FAKE_KEY=" .. shell_quote(key) .. " " .. table.concat(args, " ")
-  local handle = io.popen(cmd, "r")
-  if not handle then error("cannot spawn fake API server: " .. lua .. " " .. script, 2) end
+  local what = opts.what or opts.script
+  local parts = {}
+  for name, value in pairs(opts.env or {}) do parts[#parts + 1] = name .. "=" .. shell_quote(value) end
+  parts[#parts + 1] = "exec " .. lua .. " " .. shell_quote(opts.script)
+  for _, a in ipairs(opts.args or {}) do parts[#parts + 1] = shell_quote(a) end
+  local handle = io.popen(table.concat(parts, " "), "r")
+  if not handle then error("cannot spawn " .. what .. ": " .. lua .. " " .. opts.script, 2) end
   local line = handle:read("*l")
   local port = line and tonumber(line:match("^PORT (%d+)$"))
   if not port then
     handle:close()
-    error("fake API server did not start (expected 'PORT <n>', got "
+    error(what .. " did not start (expected 'PORT <n>', got "
           .. tostring(line) .. "); is " .. lua .. " with LuaSocket installed?", 2)
   end
-  local srv = setmetatable({ port = port, key = key, handle = handle,
-    endpoint = "http://127.0.0.1:" .. port .. "/v0.5" }, Server)
   -- Make sure it is accepting connections before handing it out.
   local deadline = socket.gettime() + START_TIMEOUT
   repeat
     local conn = M.connect("127.0.0.1", port, 1)
-    if conn then conn:close(); return srv end
+    if conn then conn:close(); return handle, port end
     socket.sleep(0.05)
   until socket.gettime() > deadline
-  srv:stop()
-  error("fake API server printed PORT " .. port .. " but does not accept connections", 2)
+  handle:close()
+  error(what .. " printed PORT " .. port .. " but does not accept connections", 2)
+end
+
+-- Command-line flags of fake_api.lua for start() options: option -> flag (a value
+-- flag when the option is not a boolean).
+local START_FLAGS = { fixtures = "--fixtures", verbose = "--verbose", latency = "--latency",
+                      demo_jobs = "--demo-jobs", user = "--user" }
+
+-- opts: key ("test-key"), port (0), fixtures (default: next to the script), ttl (600),
+-- idle (120), lua (env ATAI_FAKE_LUA or "lua5.4"), script path, verbose,
+-- latency (ms before every API response), demo_jobs, user (user mode: the listing
+-- follows "PORT n" on srv.handle).
+function M.start(opts)
+  opts = opts or {}
+  local key = opts.key or "test-key"
+  local args = { "--port", tostring(opts.port or 0), "--ttl", tostring(opts.ttl or 600),
+                 "--idle", tostring(opts.idle or 120) }
+  for name, flag in pairs(START_FLAGS) do
+    if opts[name] == true then
+      args[#args + 1] = flag
+    elseif opts[name] then
+      args[#args + 1] = flag
+      args[#args + 1] = tostring(opts[name])
+    end
+  end
+  -- The key travels in the environment, not on the command line.
+  local handle, port = M.spawn{ script = opts.script or "spec/support/fake_api.lua",
+    args = args, env = { ATAI_FAKE_KEY = key }, lua = opts.lua, what = "fake API server" }
+  return setmetatable({ port = port, key = key, handle = handle,
+    endpoint = "http://127.0.0.1:" .. port .. "/v0.5" }, Server)
+end
+
+-- Start spec/support/hostile_server.lua (broken answers by scenario, see there).
+-- opts: ttl (300), lua. The handle is the same as start()'s: port, endpoint, stop().
+function M.start_hostile(opts)
+  opts = opts or {}
+  local handle, port = M.spawn{ script = "spec/support/hostile_server.lua",
+    args = { "--port", "0", "--ttl", tostring(opts.ttl or 300) }, lua = opts.lua,
+    what = "hostile server" }
+  return setmetatable({ port = port, handle = handle,
+    endpoint = "http://127.0.0.1:" .. port .. "/v0.5" }, Server)
 end
 
 return M
