@@ -50,8 +50,9 @@ static const struct CurlKind {
   ** line, which libcurl takes for HTTP/0.9. */
   {CURLE_UNSUPPORTED_PROTOCOL, "network", 1, 0, "the server's reply was not HTTP"},
   {CURLE_WEIRD_SERVER_REPLY, "network", 1, 0, "the server's reply was not HTTP"},
+  /* libcurl says "Out of memory" for a header line over its 100 KiB limit */
   {CURLE_OUT_OF_MEMORY, "too_large", 0, 0,
-   "the response headers were larger than libcurl accepts"},
+   "a response header line was larger than libcurl accepts (100 KiB), or memory ran out"},
   {CURLE_BAD_CONTENT_ENCODING, "decode", 0, 0, NULL},
   {CURLE_TOO_MANY_REDIRECTS, "http", 0, 0, NULL},
 };

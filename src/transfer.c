@@ -324,6 +324,7 @@ static const char *transport_message(lua_State *L, const Transfer *t) {
   const char *detail = t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->result);
   if (t->result == CURLE_COULDNT_CONNECT && (t->os_errno == EMFILE || t->os_errno == ENFILE))
     return lua_pushfstring(L, "too many open files: cannot open a connection (%s)", detail);
+  if (t->result == CURLE_OUT_OF_MEMORY) return lua_pushfstring(L, "%s", k->message);
   if (k->message) return lua_pushfstring(L, "%s (%s)", k->message, detail);
   return lua_pushfstring(L, "%s", detail); /* lua_pushstring returns void on 5.1 */
 }
