@@ -130,4 +130,176 @@ bind("wait_job")
 atai.progress = wait.progress
 atai.collect = pages.collect
 
+-- TEMP(cli): stand-ins until the engine merge
+-- Sequential versions of what the engine adds (get_jobs, wait_jobs,
+-- json_encode, the on_exchange option), so bin/atai can be tested in the
+-- wip-cli worktree. The lead deletes this whole block at merge.
+do
+  local Client = core.Client
+  local TERMINAL_ = wait.TERMINAL
+
+  -- on_exchange: atai.new keeps the callback aside (config.resolve does not
+  -- know it) and request/get_job report one exchange per call.
+  local exchange_hooks = setmetatable({}, { __mode = "k" })
+  local plain_new = atai.new
+  function atai.new(opts)
+    local hook = type(opts) == "table" and opts.on_exchange or nil
+    if hook ~= nil then
+      local copy = {}
+      for k, v in pairs(opts) do if k ~= "on_exchange" then copy[k] = v end end
+      opts = copy
+    end
+    local client = plain_new(opts)
+    exchange_hooks[client] = hook
+    return client
+  end
+
+  local function report(self, method, path, started, a, b)
+    local hook = exchange_hooks[self]
+    if not hook then return end
+    local failed = a == nil
+    hook({ method = method, path = path, url = failed and b.url or nil,
+      status = failed and b.status or (type(b) == "table" and b.status or 200),
+      kind = failed and b.kind or nil, seconds = core.now() - started,
+      attempt = failed and b.attempts or 1 })
+  end
+
+  for _, name in ipairs({ "request", "get_job" }) do
+    local plain = Client[name]
+    Client[name] = function(self, x, y, z)
+      local started = core.now()
+      local a, b = plain(self, x, y, z)
+      if name == "request" then report(self, x, y, started, a, b)
+      else report(self, "GET", "/batch/jobs/" .. tostring(x), started, a, b) end
+      return a, b
+    end
+  end
+
+  -- get_jobs: one get_job after the other.
+  function Client:get_jobs(ids, opts)
+    local jobs, errs = {}, {}
+    for i = 1, #ids do jobs[i], errs[i] = self:get_job(ids[i], opts) end
+    return jobs, errs
+  end
+
+  local function job_print(job)
+    local p = type(job.input_progress) == "table" and job.input_progress or {}
+    return table.concat({ tostring(job.status), tostring(p.pending), tostring(p.processing),
+      tostring(p.completed), tostring(p.failed) }, "/")
+  end
+
+  -- wait_jobs: polls every unfinished job once per round, one at a time.
+  function Client:wait_jobs(ids, opts)
+    opts = opts or {}
+    local interval = opts.interval or 2
+    local max_interval = math.max(opts.max_interval or 30, interval)
+    local deadline = opts.timeout and core.now() + opts.timeout
+    local jobs, errs, seen, prints, open = {}, {}, {}, {}, #ids
+    local pause = interval
+    while open > 0 do
+      for i = 1, #ids do
+        if jobs[i] == nil and errs[i] == nil then
+          local poll = deadline and { timeout = math.max(deadline - core.now(), 0) + 0.001, max_retries = 0 }
+          local job, err = self:get_job(ids[i], poll)
+          if job then
+            seen[i] = job
+            if opts.on_update and job_print(job) ~= prints[i] then opts.on_update(job) end
+            prints[i] = job_print(job)
+            if TERMINAL_[job.status] then jobs[i], open = job, open - 1 end
+          elseif not err.retryable then
+            errs[i], open = err, open - 1
+          elseif opts.on_error then
+            opts.on_error(err)
+          end
+        end
+      end
+      local now = core.now()
+      if open > 0 and deadline and now >= deadline then
+        for i = 1, #ids do
+          if jobs[i] == nil and errs[i] == nil then
+            errs[i] = core.new_error { kind = "timeout", job = seen[i], retryable = true,
+              message = ("job %s is not finished after %g s"):format(ids[i], opts.timeout) }
+          end
+        end
+        open = 0
+      elseif open > 0 then
+        core.sleep(deadline and math.min(pause, deadline - now) or pause)
+        pause = math.min(pause * 1.5, max_interval)
+      end
+    end
+    return jobs, errs
+  end
+  bind("get_jobs")
+  bind("wait_jobs")
+
+  -- json_encode: sorted keys, atai.null as null, atai.array() as [].
+  local ESC = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t",
+    ["\b"] = "\\b", ["\f"] = "\\f" }
+  local function encode_string(s)
+    return '"' .. s:gsub('[%c"\\]', function(c)
+      return ESC[c] or ("\\u%04X"):format(c:byte())
+    end) .. '"'
+  end
+  local function encode_number(n)
+    if n ~= n or n == math.huge or n == -math.huge then error("cannot encode NaN or infinity as JSON", 0) end
+    if math.type and math.type(n) == "integer" then return ("%d"):format(n) end
+    if n == math.floor(n) and math.abs(n) <= 2 ^ 53 then return ("%.0f"):format(n) end
+    local s = ("%.15g"):format(n)
+    if tonumber(s) ~= n then s = ("%.17g"):format(n) end
+    return s
+  end
+  local encode
+  local function array_length(t)
+    local n, keys = #t, 0
+    if n == 0 and getmetatable(t) ~= core.array_mt then return nil end
+    for k in pairs(t) do
+      if type(k) ~= "number" then return nil end
+      keys = keys + 1
+    end
+    return keys == n and n or nil
+  end
+  local function encode_table(t, out, depth)
+    if depth > 200 then error("cannot encode: nested deeper than 200 levels (a cycle?)", 0) end
+    local n = array_length(t)
+    if n then
+      out[#out + 1] = "["
+      for i = 1, n do
+        if i > 1 then out[#out + 1] = "," end
+        encode(t[i], out, depth + 1)
+      end
+      out[#out + 1] = "]"
+      return
+    end
+    local keys = {}
+    for k in pairs(t) do
+      if type(k) ~= "string" and type(k) ~= "number" then error("cannot encode a " .. type(k) .. " key as JSON", 0) end
+      keys[#keys + 1] = tostring(k)
+    end
+    table.sort(keys)
+    out[#out + 1] = "{"
+    for i, k in ipairs(keys) do
+      local v = t[k]
+      if v == nil then v = t[tonumber(k)] end
+      out[#out + 1] = (i > 1 and "," or "") .. encode_string(k) .. ":"
+      encode(v, out, depth + 1)
+    end
+    out[#out + 1] = "}"
+  end
+  function encode(v, out, depth)
+    local t = type(v)
+    if v == nil or v == core.null then out[#out + 1] = "null"
+    elseif t == "boolean" then out[#out + 1] = tostring(v)
+    elseif t == "number" then out[#out + 1] = encode_number(v)
+    elseif t == "string" then out[#out + 1] = encode_string(v)
+    elseif t == "table" then encode_table(v, out, depth)
+    else error("cannot encode a " .. t .. " as JSON", 0) end
+  end
+  function atai.json_encode(value)
+    local out = {}
+    encode(value, out, 0)
+    return table.concat(out)
+  end
+end
+-- END TEMP(cli)
+
 return atai
