@@ -139,44 +139,52 @@ do
   local TERMINAL_ = wait.TERMINAL
 
   -- on_exchange: atai.new keeps the callback aside (config.resolve does not
-  -- know it) and request/get_job report one exchange per call.
-  local exchange_hooks = setmetatable({}, { __mode = "k" })
+  -- know it); on_retry reports the failed attempts, request/get_job the last.
+  local exchanges = setmetatable({}, { __mode = "k" }) -- client -> {hook, path, started, attempt}
   local plain_new = atai.new
   function atai.new(opts)
     local hook = type(opts) == "table" and opts.on_exchange or nil
-    if hook ~= nil then
-      local copy = {}
-      for k, v in pairs(opts) do if k ~= "on_exchange" then copy[k] = v end end
-      opts = copy
+    if hook == nil then return plain_new(opts) end
+    local state = { hook = hook }
+    local copy = {}
+    for k, v in pairs(opts) do if k ~= "on_exchange" then copy[k] = v end end
+    local user_on_retry = copy.on_retry
+    copy.on_retry = function(info)
+      hook({ method = info.method, path = state.path, url = info.url, status = info.status, kind = info.kind,
+        seconds = core.now() - state.started, attempt = info.attempt })
+      state.started, state.attempt = core.now(), info.attempt + 1
+      if user_on_retry then user_on_retry(info) end
     end
-    local client = plain_new(opts)
-    exchange_hooks[client] = hook
+    local client = plain_new(copy)
+    exchanges[client] = state
     return client
-  end
-
-  local function report(self, method, path, started, a, b)
-    local hook = exchange_hooks[self]
-    if not hook then return end
-    local failed = a == nil
-    hook({ method = method, path = path, url = failed and b.url or nil,
-      status = failed and b.status or (type(b) == "table" and b.status or 200),
-      kind = failed and b.kind or nil, seconds = core.now() - started,
-      attempt = failed and b.attempts or 1 })
   end
 
   for _, name in ipairs({ "request", "get_job" }) do
     local plain = Client[name]
     Client[name] = function(self, x, y, z)
-      local started = core.now()
+      local state = exchanges[self]
+      if not state then return plain(self, x, y, z) end
+      local method, path = x, y
+      if name == "get_job" then method, path = "GET", "/batch/jobs/" .. tostring(x) end
+      state.path, state.started, state.attempt = path, core.now(), 1
       local a, b = plain(self, x, y, z)
-      if name == "request" then report(self, x, y, started, a, b)
-      else report(self, "GET", "/batch/jobs/" .. tostring(x), started, a, b) end
+      local failed = a == nil
+      state.hook({ method = method, path = path, url = failed and b.url or nil,
+        status = failed and b.status or (type(b) == "table" and b.status or 200),
+        kind = failed and b.kind or nil, seconds = core.now() - state.started, attempt = state.attempt })
       return a, b
     end
   end
 
+  local check_ = require("atai.check")
+  local function check_ids(fname, ids)
+    for i = 1, #ids do check_.id(fname, 1, ids[i], ("ids[%d]"):format(i)) end
+  end
+
   -- get_jobs: one get_job after the other.
   function Client:get_jobs(ids, opts)
+    check_ids("get_jobs", ids)
     local jobs, errs = {}, {}
     for i = 1, #ids do jobs[i], errs[i] = self:get_job(ids[i], opts) end
     return jobs, errs
@@ -190,6 +198,7 @@ do
 
   -- wait_jobs: polls every unfinished job once per round, one at a time.
   function Client:wait_jobs(ids, opts)
+    check_ids("wait_jobs", ids)
     opts = opts or {}
     local interval = opts.interval or 2
     local max_interval = math.max(opts.max_interval or 30, interval)
