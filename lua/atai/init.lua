@@ -139,12 +139,36 @@ do
   local TERMINAL_ = wait.TERMINAL
 
   -- on_exchange: atai.new keeps the callback aside (config.resolve does not
-  -- know it); on_retry reports the failed attempts, request/get_job the last.
+  -- know it); on_retry reports the failed attempts, request/get_job the
+  -- last. The wrappers go in only once a client asks for on_exchange, so
+  -- argument errors of the others keep pointing at their caller.
   local exchanges = setmetatable({}, { __mode = "k" }) -- client -> {hook, path, started, attempt}
+  local wrapped = false
+  local function wrap_methods()
+    wrapped = true
+    for _, name in ipairs({ "request", "get_job" }) do
+      local plain = Client[name]
+      Client[name] = function(self, x, y, z)
+        local state = exchanges[self]
+        if not state then return plain(self, x, y, z) end
+        local method, path = x, y
+        if name == "get_job" then method, path = "GET", "/batch/jobs/" .. tostring(x) end
+        state.path, state.started, state.attempt = path, core.now(), 1
+        local a, b = plain(self, x, y, z)
+        local failed = a == nil
+        state.hook({ method = method, path = path, url = failed and b.url or nil,
+          status = failed and b.status or (type(b) == "table" and b.status or 200),
+          kind = failed and b.kind or nil, seconds = core.now() - state.started, attempt = state.attempt })
+        return a, b
+      end
+    end
+  end
+
   local plain_new = atai.new
   function atai.new(opts)
     local hook = type(opts) == "table" and opts.on_exchange or nil
     if hook == nil then return plain_new(opts) end
+    if not wrapped then wrap_methods() end
     local state = { hook = hook }
     local copy = {}
     for k, v in pairs(opts) do if k ~= "on_exchange" then copy[k] = v end end
@@ -158,23 +182,6 @@ do
     local client = plain_new(copy)
     exchanges[client] = state
     return client
-  end
-
-  for _, name in ipairs({ "request", "get_job" }) do
-    local plain = Client[name]
-    Client[name] = function(self, x, y, z)
-      local state = exchanges[self]
-      if not state then return plain(self, x, y, z) end
-      local method, path = x, y
-      if name == "get_job" then method, path = "GET", "/batch/jobs/" .. tostring(x) end
-      state.path, state.started, state.attempt = path, core.now(), 1
-      local a, b = plain(self, x, y, z)
-      local failed = a == nil
-      state.hook({ method = method, path = path, url = failed and b.url or nil,
-        status = failed and b.status or (type(b) == "table" and b.status or 200),
-        kind = failed and b.kind or nil, seconds = core.now() - state.started, attempt = state.attempt })
-      return a, b
-    end
   end
 
   local check_ = require("atai.check")
