@@ -73,9 +73,10 @@ local function atai(args, opts)
 end
 
 -- The output of bin/atai ARGS on a terminal (script(1)): stdout and
--- stderr together, and the exit code.
-local function atai_tty(args, env)
-  local inner = ("%s %s/bin/atai %s"):format(env_prefix(env), ROOT, command_line(args))
+-- stderr together, and the exit code. `columns`: the terminal's width.
+local function atai_tty(args, env, columns)
+  local inner = ("%s%s %s/bin/atai %s"):format(columns and ("stty cols " .. columns .. "; ") or "",
+    env_prefix(env), ROOT, command_line(args))
   local p = assert(io.popen(("script -qec %s /dev/null </dev/null; echo \"<exit $?>\""):format(quote(inner))))
   local text = p:read("*a")
   p:close()
@@ -531,16 +532,25 @@ describe("bin/atai", function()
       assert.are.equal(0, code, text)
       assert.is_truthy(text:find("\27[2A", 1, true), "no cursor-up over the two lines")
       assert.is_truthy(text:find("\r\27[K" .. a, 1, true), text)
-      assert.is_truthy(text:find("[" .. ("#"):rep(20) .. "]  2/2 (100%)", 1, true), text)
-      assert.is_truthy(text:find("[" .. ("."):rep(20) .. "]  0/2 (0%)", 1, true), text)
+      assert.is_truthy(text:find("[" .. ("#"):rep(16) .. "]  2/2 (100%)", 1, true), text)
+      assert.is_truthy(text:find("[" .. ("."):rep(16) .. "]  0/2 (0%)", 1, true), text)
+      for line in text:gsub("\27%[%d*m", ""):gmatch("\r\27%[K([^\r\n]*)") do
+        assert.is_true(#line < 80, "a live line is wider than the terminal: " .. line)
+      end
       assert.is_truthy(text:find("\27[32mCOMPLETED", 1, true), text)
     end)
 
-    it("on a terminal with --no-color: redrawn, not coloured", function()
-      local text, code = atai_tty({ "job", "wait", create(), "--interval", "50ms", "--no-color" })
+    it("on a terminal with --no-color: redrawn, not coloured, cut to the terminal's width", function()
+      local text, code = atai_tty({ "job", "wait", create(), "--interval", "50ms", "--no-color" }, nil, 50)
       assert.are.equal(0, code, text)
       assert.is_truthy(text:find("\27[1A", 1, true), text)
       assert.is_nil(text:find("\27[32m", 1, true), text)
+      local n = 0
+      for line in text:gmatch("\r\27%[K([^\r\n]*)") do
+        n = n + 1
+        assert.is_true(#line < 50, line)
+      end
+      assert.is_true(n >= 2)
     end)
 
     it("Ctrl-C stops cleanly: exit 130", function()
