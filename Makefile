@@ -7,13 +7,22 @@
 #                         prints its port, key, an export line to paste and
 #                         the job ids it serves (FAKE_PORT, default 0 = any;
 #                         FAKE_LATENCY = ms added to every response); Ctrl-C stops
-#   make memcheck         the suite under valgrind
+#   make memcheck         the suite under valgrind (but spec/cli_spec.lua: its
+#                         work is in subprocesses that valgrind does not watch)
 #   make test-all         make test under every Lua below; keeps going, then
 #                         prints a per-version summary and fails if any failed
 #   make test-nvim        atai inside headless Neovim (LuaJIT build), and a
 #                         lua5.4 build refused there with a clear message
-#   make rock-check       luarocks lint + luarocks make into a throw-away tree,
-#                         then loads atai from that tree under lua5.4
+#   make rock-check       for each rockspec: luarocks lint + luarocks make into a
+#                         throw-away tree, then loads atai from that tree under
+#                         lua5.4 and runs the tree's bin/atai version
+#   make install          Lua files to $(PREFIX)/share/lua/<ver>, core.so to
+#                         $(PREFIX)/lib/lua/<ver>/atai, bin/atai to $(PREFIX)/bin
+#                         (shebang: the chosen LUA); PREFIX=/usr/local, DESTDIR=
+#   make uninstall        removes what make install put there
+#   make env              prints `export LUA_PATH=...; export LUA_CPATH=...;
+#                         export PATH=...` for using this checkout in place:
+#                         eval "$$(make -s env)"
 #   make bench            get_job against a plain C libcurl + cjson loop
 #                         (BENCH_N, BENCH_ROUNDS: see bench/run.sh)
 #
@@ -23,7 +32,8 @@
 # prints the apt-get line to run.
 #
 # Variables: CC, CFLAGS (default -O2 -g), LUA, BUSTED_ARGS (extra busted args),
-# FAKE_PORT and FAKE_LATENCY (make fake-server).
+# FAKE_PORT and FAKE_LATENCY (make fake-server), PREFIX and DESTDIR (install,
+# uninstall).
 
 LUA        ?= lua5.4
 CC         ?= cc
@@ -40,11 +50,21 @@ BUSTED_RUN  = $(LUA) /usr/bin/busted --cpath='$(BUILD)/?.so' $(BUSTED_ARGS)
 BUSTED      = $(BUSTED_ENV) $(BUSTED_RUN)
 
 LUAS       := lua5.1 lua5.2 lua5.3 lua5.4 luajit
-ROCKSPEC   := atai-scm-1.rockspec
 FAKE_PORT    ?= 0
 FAKE_LATENCY ?= 0
+ROCKSPECS  := atai-scm-1.rockspec atai-0.2.0-1.rockspec
 
-.PHONY: all deps test demo fake-server memcheck test-all test-nvim rock-check bench clean
+# Install layout: the Lua version (5.1 for LuaJIT) names the folders.
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+LUA_VER     = $(shell $(LUA) -e 'io.write((_VERSION:gsub("^Lua ", "")))')
+LUA_BIN     = $(shell command -v $(LUA) || echo /usr/bin/env $(LUA))
+LUA_FILES   = $(shell find lua -type f -name '*.lua' | LC_ALL=C sort)
+INST_LUA    = $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VER)
+INST_LIB    = $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VER)
+INST_BIN    = $(DESTDIR)$(PREFIX)/bin
+
+.PHONY: all deps test demo fake-server memcheck test-all test-nvim rock-check bench clean install uninstall env
 
 all: $(SO)
 
@@ -74,7 +94,7 @@ memcheck:
 	$(BUSTED_ENV) LD_PRELOAD=$$(pkg-config --variable=libdir libcurl)/libcurl.so.4 \
 	  valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect \
 	  --errors-for-leak-kinds=definite,indirect --error-exitcode=99 \
-	  --suppressions=spec/support/valgrind.supp $(BUSTED_RUN)
+	  --suppressions=spec/support/valgrind.supp $(BUSTED_RUN) --exclude-pattern=cli_spec
 
 test-all:
 	@MAKE='$(MAKE)' sh scripts/test_all.sh $(LUAS)
@@ -87,7 +107,33 @@ test-nvim:
 
 rock-check:
 	@$(MAKE) --no-print-directory deps LUA=lua5.4 DEPS_EXTRA=luarocks
-	@sh scripts/rock_check.sh $(ROCKSPEC) 5.4
+	@for r in $(ROCKSPECS); do sh scripts/rock_check.sh $$r 5.4 || exit 1; done
+
+# Every file under lua/ keeps its place below share/lua/<ver> (atai/init.lua
+# is found through ?/init.lua, on every Lua's default path).
+install: $(SO)
+	@test -n "$(LUA_VER)" || { echo "install: cannot run $(LUA)" >&2; exit 1; }
+	@for f in $(LUA_FILES); do \
+	  d=$(INST_LUA)/$$(dirname $${f#lua/}); \
+	  install -d "$$d" && install -m 644 "$$f" "$$d/" || exit 1; \
+	done
+	install -d $(INST_LIB)/atai $(INST_BIN)
+	install -m 755 $(SO) $(INST_LIB)/atai/core.so
+	sed '1s|.*|#!$(LUA_BIN)|' bin/atai > $(INST_BIN)/atai
+	chmod 755 $(INST_BIN)/atai
+	@echo "installed atai for $(LUA) under $(DESTDIR)$(PREFIX)"
+
+uninstall:
+	@test -n "$(LUA_VER)" || { echo "uninstall: cannot run $(LUA)" >&2; exit 1; }
+	rm -f $(INST_BIN)/atai $(INST_LIB)/atai/core.so
+	@for f in $(LUA_FILES); do rm -f "$(INST_LUA)/$${f#lua/}"; done
+	-@rmdir $(INST_LIB)/atai $(INST_LUA)/atai 2>/dev/null || true
+
+# The build goes to stderr, so that stdout stays eval-able.
+env:
+	@$(MAKE) --no-print-directory $(SO) >&2
+	@echo "export LUA_PATH='$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;'; \
+	export LUA_CPATH='$(CURDIR)/$(BUILD)/?.so;;'; export PATH='$(CURDIR)/bin':\"\$$PATH\""
 
 bench:
 	@$(MAKE) --no-print-directory deps DEPS_EXTRA=valgrind

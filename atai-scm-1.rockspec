@@ -1,5 +1,6 @@
 -- atai-scm-1.rockspec: LuaRocks build of the atai client (C module atai.core
--- on libcurl + lua-cjson, and the pure-Lua modules under lua/).
+-- on libcurl + lua-cjson, the pure-Lua modules under lua/, and the atai
+-- command). atai-0.2.0-1.rockspec is the same for the 0.2.0 release.
 --
 --   luarocks make atai-scm-1.rockspec            (from a checkout)
 --   luarocks install atai                        (from a rock server)
@@ -63,6 +64,11 @@ build = {
     ["atai.pages"] = "lua/atai/pages.lua",
     ["atai.types"] = "lua/atai/types.lua",
     ["atai.wait"] = "lua/atai/wait.lua",
+  },
+  -- The command line: LuaRocks puts a wrapper in the tree's bin/ that runs
+  -- it with this tree's Lua and paths.
+  install = {
+    bin = { atai = "bin/atai" },
   },
   copy_directories = { "examples" },
 }

@@ -9,6 +9,10 @@
 #    package.path/cpath pointing at that tree (plus the system folders, for
 #    Debian's lua-cjson), must load atai from the tree: VERSION and
 #    atai.core's version_info().curl_version.
+# 4. With the environment of `luarocks path` for that tree (as a user of a
+#    tree of their own sets it), the tree's bin/atai (LuaRocks' wrapper
+#    around the rock's bin/atai) runs `atai version` from outside the
+#    repository.
 # Extra luarocks variables (CURL_DIR=..., CURL_INCDIR=...) may come in
 # ROCK_VARS. The temporary folders are removed at the end.
 set -eu
@@ -52,5 +56,10 @@ for name in pairs(package.loaded) do
 end
 print(("atai %s from %s\natai.core from %s (libcurl %s)"):format(
   atai.VERSION, atai_file, core_file, info.curl_version))
-print("rock-check: ok")
 EOF
+
+echo "=== atai version, with: eval \"\$(luarocks --lua-version=$v --tree=<temp> path)\""
+eval "$(luarocks --lua-version="$v" --tree="$tmp/tree" path)"
+[ "$(command -v atai)" = "$tmp/tree/bin/atai" ] || { echo "atai is not the tree's bin/atai" >&2; exit 1; }
+atai version
+echo "rock-check: ok ($rockspec)"

@@ -1,6 +1,12 @@
--- spec/rockspec_spec.lua: atai-scm-1.rockspec installs every module of the
--- repository, and nothing that is not there (any Lua 5.1-5.4/LuaJIT).
-local ROCKSPEC = "atai-scm-1.rockspec"
+-- spec/rockspec_spec.lua: atai-scm-1.rockspec and the release rockspec
+-- install every module of the repository and the atai command, and nothing
+-- that is not there (any Lua 5.1-5.4/LuaJIT).
+
+-- Each rockspec: its version and where its source comes from.
+local ROCKSPECS = {
+  { file = "atai-scm-1.rockspec", version = "scm-1", source = { branch = "main" } },
+  { file = "atai-0.2.0-1.rockspec", version = "0.2.0-1", source = { tag = "v0.2.0" } },
+}
 
 -- A rockspec is a Lua file of global assignments: run it in its own table.
 local function load_rockspec(path)
@@ -38,61 +44,85 @@ local function module_name(file)
   return name
 end
 
-describe("atai-scm-1.rockspec", function()
-  local spec = load_rockspec(ROCKSPEC)
-  local modules = spec.build and spec.build.modules or {}
+for _, rock in ipairs(ROCKSPECS) do
+  describe(rock.file, function()
+    local spec = load_rockspec(rock.file)
+    local modules = spec.build and spec.build.modules or {}
 
-  it("is a rockspec 3.0 for atai scm-1 from git", function()
-    assert.are.equal("3.0", spec.rockspec_format)
-    assert.are.equal("atai", spec.package)
-    assert.are.equal("scm-1", spec.version)
-    assert.is_truthy(spec.source.url:find("^git%+https://"), spec.source.url)
-    assert.are.equal("MIT", spec.description.license)
-    assert.are.equal("string", type(spec.description.summary))
-    assert.are.equal("string", type(spec.description.detailed))
-    assert.are.equal("string", type(spec.description.homepage))
-    assert.are.equal("table", type(spec.description.labels))
-  end)
+    it("is a rockspec 3.0 for atai " .. rock.version .. " from git", function()
+      assert.are.equal("3.0", spec.rockspec_format)
+      assert.are.equal("atai", spec.package)
+      assert.are.equal(rock.version, spec.version)
+      assert.is_truthy(spec.source.url:find("^git%+https://"), spec.source.url)
+      for k, v in pairs(rock.source) do assert.are.equal(v, spec.source[k]) end
+      assert.are.equal("MIT", spec.description.license)
+      assert.are.equal("string", type(spec.description.summary))
+      assert.are.equal("string", type(spec.description.detailed))
+      assert.are.equal("string", type(spec.description.homepage))
+      assert.are.equal("table", type(spec.description.labels))
+    end)
 
-  it("depends on Lua 5.1+ and lua-cjson, and on libcurl outside LuaRocks", function()
-    assert.are.same({ "lua >= 5.1", "lua-cjson" }, spec.dependencies)
-    assert.are.equal("curl", spec.external_dependencies.CURL.library)
-  end)
+    it("depends on Lua 5.1+ and lua-cjson, and on libcurl outside LuaRocks", function()
+      assert.are.same({ "lua >= 5.1", "lua-cjson" }, spec.dependencies)
+      assert.are.equal("curl", spec.external_dependencies.CURL.library)
+    end)
 
-  it("builds atai.core from src/core.c alone, linked with libcurl", function()
-    assert.are.equal("builtin", spec.build.type)
-    local core = modules["atai.core"]
-    assert.are.equal("table", type(core))
-    assert.are.same({ "src/core.c" }, core.sources)
-    assert.are.same({ "curl" }, core.libraries)
-    assert.are.same({ "$(CURL_INCDIR)" }, core.incdirs)
-    assert.are.same({ "$(CURL_LIBDIR)" }, core.libdirs)
-  end)
+    it("builds atai.core from src/core.c alone, linked with libcurl", function()
+      assert.are.equal("builtin", spec.build.type)
+      local core = modules["atai.core"]
+      assert.are.equal("table", type(core))
+      assert.are.same({ "src/core.c" }, core.sources)
+      assert.are.same({ "curl" }, core.libraries)
+      assert.are.same({ "$(CURL_INCDIR)" }, core.incdirs)
+      assert.are.same({ "$(CURL_LIBDIR)" }, core.libdirs)
+    end)
 
-  it("maps every Lua file under lua/ to its module name", function()
-    local files = lua_files()
-    assert.is_true(#files > 0, "no .lua files found under lua/ (run from the repository root)")
-    for _, file in ipairs(files) do
-      local name = module_name(file)
-      assert.are.equal(file, modules[name], ("%s is not mapped as build.modules[%q]"):format(file, name))
-    end
-  end)
-
-  it("maps only files that exist", function()
-    for name, source in pairs(modules) do
-      local sources = type(source) == "table" and source.sources or { source }
-      for _, file in ipairs(sources) do
-        assert.is_true(exists(file), ("build.modules[%q]: %s does not exist"):format(name, file))
+    it("maps every Lua file under lua/ to its module name", function()
+      local files = lua_files()
+      assert.is_true(#files > 0, "no .lua files found under lua/ (run from the repository root)")
+      for _, file in ipairs(files) do
+        local name = module_name(file)
+        assert.are.equal(file, modules[name], ("%s is not mapped as build.modules[%q]"):format(file, name))
       end
-    end
-    for _, folder in ipairs(spec.build.copy_directories or {}) do
-      assert.is_true(exists(folder), "copy_directories: " .. folder .. " does not exist")
+    end)
+
+    it("maps only files that exist", function()
+      for name, source in pairs(modules) do
+        local sources = type(source) == "table" and source.sources or { source }
+        for _, file in ipairs(sources) do
+          assert.is_true(exists(file), ("build.modules[%q]: %s does not exist"):format(name, file))
+        end
+      end
+      for _, folder in ipairs(spec.build.copy_directories or {}) do
+        assert.is_true(exists(folder), "copy_directories: " .. folder .. " does not exist")
+      end
+    end)
+
+    it("installs bin/atai as the atai command", function()
+      assert.are.same({ atai = "bin/atai" }, spec.build.install.bin)
+      assert.is_true(exists("bin/atai"))
+    end)
+
+    it("runs the busted suite as its test", function()
+      assert.are.equal("command", spec.test.type)
+      assert.are.equal("busted", spec.test.command)
+      assert.are.same({ "busted", "luasocket" }, spec.test_dependencies)
+    end)
+  end)
+end
+
+describe("the release rockspec", function()
+  it("is the version of atai it builds (atai.VERSION) #engine", function()
+    local atai = require("atai")
+    for _, rock in ipairs(ROCKSPECS) do
+      local version = rock.version:match("^(%d+%.%d+%.%d+)%-%d+$")
+      if version then assert.are.equal(version, atai.VERSION, rock.file) end
     end
   end)
 
-  it("runs the busted suite as its test", function()
-    assert.are.equal("command", spec.test.type)
-    assert.are.equal("busted", spec.test.command)
-    assert.are.same({ "busted", "luasocket" }, spec.test_dependencies)
+  it("differs from the scm rockspec only in version and source", function()
+    local scm, release = load_rockspec(ROCKSPECS[1].file), load_rockspec(ROCKSPECS[2].file)
+    scm.version, scm.source, release.version, release.source = nil, nil, nil, nil
+    assert.are.same(scm, release)
   end)
 end)

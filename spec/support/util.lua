@@ -32,6 +32,14 @@ function util.run_lua(code, env)
   return (out:gsub("<run_lua exit %d+>\n$", "")), status == 0
 end
 
+--- The whole content of a file (raises when it cannot be read).
+function util.read_file(path)
+  local f = assert(io.open(path, "rb"))
+  local text = f:read("*a")
+  f:close()
+  return text
+end
+
 --- Whether this Lua has an integer subtype (5.3+).
 util.has_integers = math.type ~= nil
 

@@ -1,0 +1,88 @@
+-- atai-0.2.0-1.rockspec: LuaRocks build of atai 0.2.0 (C module atai.core
+-- on libcurl + lua-cjson, the pure-Lua modules under lua/, and the atai
+-- command), from the v0.2.0 tag. atai-scm-1.rockspec builds the main branch.
+--
+--   luarocks make atai-0.2.0-1.rockspec          (from a checkout)
+--   luarocks install atai 0.2.0                  (from a rock server)
+--
+-- libcurl is found by its library (libcurl.so) under /usr/local, /usr or /;
+-- for another prefix pass CURL_DIR=... or CURL_INCDIR=... CURL_LIBDIR=...
+-- (see README.md, "Installing with LuaRocks").
+rockspec_format = "3.0"
+package = "atai"
+version = "0.2.0-1"
+
+source = {
+  url = "git+https://github.com/archetypeai/atai-lua.git",
+  tag = "v0.2.0",
+}
+
+description = {
+  summary = "Lua client for Archetype AI's Batch Processing API",
+  detailed = [[
+atai talks to Archetype AI's Batch API (jobs, inputs, outputs, pipelines)
+from Lua 5.1, 5.2, 5.3, 5.4, LuaJIT and Neovim. The transport is a small C
+module (atai.core) on libcurl that decodes JSON with lua-cjson, classifies
+errors and retries; the public API is plain Lua.
+]],
+  homepage = "https://github.com/archetypeai/atai-lua",
+  license = "MIT",
+  labels = { "api", "http", "client", "curl", "json", "archetype-ai", "neovim" },
+  issues_url = "https://github.com/archetypeai/atai-lua/issues",
+}
+
+dependencies = {
+  "lua >= 5.1",
+  "lua-cjson",
+}
+
+external_dependencies = {
+  CURL = {
+    -- Only the library is probed: Debian/Ubuntu keep curl/curl.h in a
+    -- multiarch folder (/usr/include/x86_64-linux-gnu) that LuaRocks does
+    -- not search, while the compiler finds it there by itself.
+    library = "curl",
+  },
+}
+
+build = {
+  type = "builtin",
+  modules = {
+    -- One translation unit: src/core.c #includes the other .c files.
+    ["atai.core"] = {
+      sources = { "src/core.c" },
+      libraries = { "curl" },
+      incdirs = { "$(CURL_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)" },
+    },
+    -- Every file under lua/ (spec/rockspec_spec.lua checks this list).
+    ["atai"] = "lua/atai/init.lua",
+    ["atai.api"] = "lua/atai/api.lua",
+    ["atai.check"] = "lua/atai/check.lua",
+    ["atai.config"] = "lua/atai/config.lua",
+    ["atai.handle"] = "lua/atai/handle.lua",
+    ["atai.pages"] = "lua/atai/pages.lua",
+    ["atai.types"] = "lua/atai/types.lua",
+    ["atai.wait"] = "lua/atai/wait.lua",
+  },
+  -- The command line: LuaRocks puts a wrapper in the tree's bin/ that runs
+  -- it with this tree's Lua and paths.
+  install = {
+    bin = { atai = "bin/atai" },
+  },
+  copy_directories = { "examples" },
+}
+
+-- `luarocks make && luarocks test` from a checkout: busted reads .busted,
+-- which finds lua/ and the atai/core.so that `luarocks make` left in the
+-- checkout. The fake API server it starts needs lua5.4 on PATH (or
+-- ATAI_FAKE_LUA naming a Lua 5.3+ with LuaSocket and lua-cjson).
+test_dependencies = {
+  "busted",
+  "luasocket",
+}
+
+test = {
+  type = "command",
+  command = "busted",
+}
