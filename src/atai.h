@@ -23,7 +23,7 @@
 #define RETRY_AFTER_MAX 60.0     /* seconds: a longer Retry-After is capped */
 #define CALL_TIMEOUT_MAX 86400.0 /* seconds: longest attempt timeout */
 #define MAX_RETRIES_MAX 10       /* one bound for atai.new and per call */
-#define POOL_MAX 32              /* idle easy handles kept per client */
+#define POOL_MAX 128             /* idle easy handles kept per client */
 #define SHRINK_ABOVE (1024 * 1024) /* a buffer bigger than this is freed after use */
 #define WAIT_SLICE 0.1           /* seconds: a blocking wait returns to Lua this often */
 #define HEADERS_MAX (256 * 1024) /* bytes of response headers kept */
@@ -140,7 +140,9 @@ typedef struct Client {
   int queue_ref;               /* registry ref of the callback queue table */
   int q_head, q_tail;          /* queue[q_head .. q_tail - 1] */
   unsigned int rng;            /* xorshift state for backoff jitter */
-  Buffer spare_body, spare_headers; /* reused by the next transfer */
+  Buffer spare_body[POOL_MAX], spare_headers[POOL_MAX]; /* reused by the next transfers */
+  int spares;                  /* spare_*[0 .. spares - 1] hold memory */
+  double trimmed;              /* when freed memory was last given back */
 } Client;
 
 /* Used before their room defines them. */

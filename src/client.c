@@ -67,9 +67,12 @@ static CURL *pool_take(Client *c) {
   return e;
 }
 
-/* Gives an easy handle back after an attempt (it is off the multi handle). */
+/* Gives an easy handle back after an attempt (it is off the multi handle).
+** One idle handle per concurrency slot (up to POOL_MAX): creating and
+** freeing handles for every request fragments the heap. */
 static void pool_give(Client *c, CURL *e) {
-  if (c->pool_len < POOL_MAX && !c->released) c->pool[c->pool_len++] = e;
+  if (c->pool_len < POOL_MAX && c->pool_len < c->max_concurrency && !c->released)
+    c->pool[c->pool_len++] = e;
   else curl_easy_cleanup(e);
 }
 
@@ -86,8 +89,11 @@ static void client_release(lua_State *L, Client *c) {
   free(c->watches);
   c->watches = NULL;
   c->nwatches = c->watches_cap = 0;
-  buffer_free(&c->spare_body);
-  buffer_free(&c->spare_headers);
+  for (i = 0; i < c->spares; i++) {
+    buffer_free(&c->spare_body[i]);
+    buffer_free(&c->spare_headers[i]);
+  }
+  c->spares = 0;
   luaL_unref(L, LUA_REGISTRYINDEX, c->on_retry_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, c->on_exchange_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, c->queue_ref);

@@ -21,6 +21,9 @@
 
 #include <math.h>
 #include <poll.h>
+#ifdef __GLIBC__
+#include <malloc.h> /* malloc_trim */
+#endif
 
 #define QUEUE_GLOBAL "atai.queue" /* registry: callbacks of ownerless handles */
 #define RUNS_KEY "atai.runs"      /* registry: coroutines started by atai.run */
@@ -548,6 +551,22 @@ static void deliver_one(lua_State *L, Client *c, Transfer *t) {
   lua_settop(L, top);
 }
 
+/* When a burst of transfers is over, gives freed memory back to the
+** system (glibc keeps it otherwise): at most once every TRIM_EVERY s. */
+#define TRIM_EVERY 5.0
+static void trim_when_idle(Client *c) {
+#ifdef __GLIBC__
+  double now;
+  if (c->head != NULL) return;
+  now = monotonic_seconds();
+  if (now - c->trimmed < TRIM_EVERY) return;
+  c->trimmed = now;
+  malloc_trim(0);
+#else
+  (void)c;
+#endif
+}
+
 /* Phase 2; returns how many handles completed. Stops early past `until`. */
 static int deliver(lua_State *L, Client *c, double until) {
   int completed = 0;
@@ -560,6 +579,7 @@ static int deliver(lua_State *L, Client *c, double until) {
     if (!t->internal) completed++;
     deliver_one(L, c, t);
   }
+  if (completed > 0) trim_when_idle(c);
   return completed;
 }
 

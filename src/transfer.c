@@ -200,8 +200,11 @@ static Transfer *transfer_new(lua_State *L, Client *c, Mode mode, const char *me
     t->policy = idempotent ? RETRY_TRANSIENT : RETRY_UNSENT;
     t->max_retries = c->max_retries;
     t->timeout_ms = c->timeout_ms;
-    buffer_move(&t->body, &c->spare_body);
-    buffer_move(&t->resp_headers, &c->spare_headers);
+    if (c->spares > 0) { /* a finished transfer's buffers: no malloc churn */
+      c->spares--;
+      buffer_move(&t->body, &c->spare_body[c->spares]);
+      buffer_move(&t->resp_headers, &c->spare_headers[c->spares]);
+    }
   }
   return t;
 }
@@ -214,13 +217,12 @@ static void transfer_free_buffers(Transfer *t) {
   t->headers = NULL;
   buffer_free(&t->url);
   buffer_free(&t->payload);
-  if (c && !c->released && c->spare_body.data == NULL) {
+  if (c && !c->released && c->spares < POOL_MAX && c->spares < c->max_concurrency) {
     buffer_reset(&t->body, SHRINK_ABOVE);
-    buffer_move(&c->spare_body, &t->body);
-  }
-  if (c && !c->released && c->spare_headers.data == NULL) {
     buffer_reset(&t->resp_headers, SHRINK_ABOVE);
-    buffer_move(&c->spare_headers, &t->resp_headers);
+    buffer_move(&c->spare_body[c->spares], &t->body);
+    buffer_move(&c->spare_headers[c->spares], &t->resp_headers);
+    c->spares++;
   }
   buffer_free(&t->body);
   buffer_free(&t->resp_headers);
