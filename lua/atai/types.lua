@@ -6,7 +6,7 @@
 
 ---@alias atai.Status "PENDING"|"ADMITTED"|"RUNNING"|"COMPLETED"|"FAILED"|"PREEMPTED"|"CANCELLED"
 
----@alias atai.ErrorKind "auth"|"permission"|"not_found"|"conflict"|"invalid_request"|"too_large"|"rate_limited"|"server"|"http"|"timeout"|"network"|"decode"|"config"
+---@alias atai.ErrorKind "auth"|"permission"|"not_found"|"conflict"|"invalid_request"|"too_large"|"rate_limited"|"server"|"http"|"timeout"|"network"|"decode"|"config"|"pending"|"cancelled"|"callback"
 
 ---@class atai.InputProgress
 ---@field pending integer
@@ -52,6 +52,8 @@
 ---@field curl_code? integer     libcurl's CURLcode, for transport errors
 ---@field retry_after? number    seconds asked by Retry-After
 ---@field job? atai.Job          wait_job timeout: the last job seen
+---@field elapsed? number        seconds from the first attempt to the end
+---@field traceback? string      kind "callback": where the atai.run function raised
 
 ---@class atai.Options
 ---@field api_key? string            default: $ATAI_API_KEY
@@ -66,7 +68,73 @@
 ---@field proxy? string              proxy URL
 ---@field user_agent? string         prepended to atai's User-Agent
 ---@field max_response_bytes? integer  body size cap (64 MiB)
+---@field max_concurrency? integer   transfers in flight at once (16)
+---@field max_pages? integer         pages one each_* iteration fetches at most (10000)
 ---@field on_retry? fun(info: atai.RetryInfo)
+---@field on_exchange? fun(info: atai.ExchangeInfo)  after each HTTP attempt
+
+---@class atai.ExchangeInfo
+---@field method string
+---@field url string
+---@field path string        the URL's path and query
+---@field status? integer    when a response came
+---@field kind? atai.ErrorKind  when the attempt failed
+---@field seconds number     how long the attempt took
+---@field attempt integer
+
+--- A request (or operation) in flight: returned by every client.async method.
+---@class atai.Handle
+local Handle = {}
+
+---@return boolean
+function Handle:done() end
+
+--- Once done, what the blocking method returns; before, nil and a "pending" error.
+---@return any, any
+function Handle:result() end
+
+--- Drives the engine until done (or `seconds`: then nil, "pending" error).
+---@param seconds? number
+---@return any, any
+function Handle:wait(seconds) end
+
+--- Aborts it: its result becomes nil and a "cancelled" error.
+function Handle:cancel() end
+
+--- Calls fn once with the results, from poll/wait.
+---@param fn fun(...: any)
+---@return atai.Handle
+function Handle:on_done(fn) end
+
+--- Inside atai.run: yields until done; elsewhere wait().
+---@return any, any
+function Handle:await() end
+
+--- client.async: the client's methods, returning handles.
+---@class atai.Async
+---@field get_job fun(self: atai.Async, id: string, opts?: table): atai.Handle
+---@field request fun(self: atai.Async, method: string, path: string, opts?: atai.RequestOptions): atai.Handle
+---@field sleep fun(self: atai.Async, seconds: number): atai.Handle
+---@field get_jobs fun(self: atai.Async, ids: string[], opts?: table): atai.Handle
+---@field wait_job fun(self: atai.Async, id: string, opts?: atai.WaitOptions): atai.Handle
+---@field wait_jobs fun(self: atai.Async, ids: string[], opts?: atai.WaitOptions): atai.Handle
+---@field list_jobs fun(self: atai.Async, filter?: table): atai.Handle
+---@field create_job fun(self: atai.Async, spec: atai.JobSpec): atai.Handle
+---@field cancel_job fun(self: atai.Async, id: string): atai.Handle
+---@field retry_job fun(self: atai.Async, id: string): atai.Handle
+---@field delete_job fun(self: atai.Async, id: string): atai.Handle
+---@field queue fun(self: atai.Async): atai.Handle
+---@field job_events fun(self: atai.Async, id: string, filter?: table): atai.Handle
+---@field job_progress fun(self: atai.Async, id: string, filter?: table): atai.Handle
+---@field job_inputs fun(self: atai.Async, id: string, filter?: table): atai.Handle
+---@field job_inputs_progress fun(self: atai.Async, id: string, filter?: table): atai.Handle
+---@field job_input_counts fun(self: atai.Async, id: string, filter?: table): atai.Handle
+---@field job_input_traces fun(self: atai.Async, id: string, opts?: table): atai.Handle
+---@field job_outputs fun(self: atai.Async, id: string, filter?: table): atai.Handle
+---@field pipelines fun(self: atai.Async, filter?: table): atai.Handle
+---@field pipeline fun(self: atai.Async, id: string): atai.Handle
+---@field pipeline_schema fun(self: atai.Async, id: string): atai.Handle
+---@field find_pipeline fun(self: atai.Async, key: string, filter?: table): atai.Handle
 
 ---@class atai.RetryInfo
 ---@field attempt integer   the attempt that failed
@@ -133,7 +201,38 @@
 ---@alias atai.Iterator<T> fun(): T|false|nil, atai.Error?
 
 ---@class atai.Client
+---@field async atai.Async  the non-blocking twins of the methods
 local Client = {}
+
+--- Does all ready work, delivers completions and callbacks; waits up to
+--- `seconds` (default 0) for something to complete.
+---@param seconds? number
+---@param opts? {budget?: number}  stop delivering after this many seconds
+---@return integer completed
+function Client:poll(seconds, opts) end
+
+---@return integer  handles started and not yet completed
+function Client:pending() end
+
+---@return number|nil  seconds until poll is next needed; nil when idle
+function Client:timeout() end
+
+---@return table<integer, "r"|"w"|"rw">  the sockets libcurl wants watched
+function Client:sockets() end
+
+--- Fetches jobs concurrently: jobs[i] is the job of ids[i] or nil, errs[i] its error.
+---@param ids string[]
+---@param opts? {timeout?: number, max_retries?: integer}
+---@return table<integer, atai.Job> jobs
+---@return table<integer, atai.Error> errs
+function Client:get_jobs(ids, opts) end
+
+--- Waits for every job to be terminal, polling them concurrently.
+---@param ids string[]
+---@param opts? atai.WaitOptions  timeout bounds the whole call
+---@return table<integer, atai.Job> jobs
+---@return table<integer, atai.Error> errs
+function Client:wait_jobs(ids, opts) end
 
 ---@param id string
 ---@param opts? {timeout?: number, max_retries?: integer}  for this call only
@@ -331,6 +430,33 @@ function atai.array(t) end
 ---@return boolean
 function atai.is_error(v) end
 
+--- JSON text with object keys sorted; raises on values JSON cannot hold.
+---@param value any
+---@return string
+function atai.json_encode(value) end
+
+--- Runs fn(...) as a coroutine in which blocking calls await; returns its handle.
+---@param fn fun(...: any): ...
+---@return atai.Handle
+function atai.run(fn, ...) end
+
+--- Waits for handles of any clients: values[i], errs[i] from handles[i].
+---@param handles atai.Handle[]
+---@param seconds? number
+---@return table values
+---@return table<integer, atai.Error> errs
+function atai.wait_all(handles, seconds) end
+
+---@return integer
+function atai.pending() end
+
+---@return number|nil
+function atai.timeout() end
+
+--- The default client's async view, called with a dot: atai.async.get_job(id).
+---@type table<string, fun(...: any): atai.Handle>
+atai.async = {}
+
 -- The default-client twins of every atai.Client method.
 atai.get_job = Client.get_job --[[@as fun(id: string, opts?: table): atai.Job|nil, atai.Error|nil]]
 atai.request = Client.request --[[@as fun(method: string, path: string, opts?: atai.RequestOptions): any, atai.Meta|atai.Error]]
@@ -359,5 +485,8 @@ atai.pipeline = Client.pipeline --[[@as fun(id: string): table|nil, atai.Error|n
 atai.pipeline_schema = Client.pipeline_schema --[[@as fun(id: string): table|nil, atai.Error|nil]]
 atai.find_pipeline = Client.find_pipeline --[[@as fun(key: string, filter?: table): table|nil, atai.Error|nil]]
 atai.wait_job = Client.wait_job --[[@as fun(id: string, opts?: atai.WaitOptions): atai.Job|nil, atai.Error|nil]]
+atai.get_jobs = Client.get_jobs --[[@as fun(ids: string[], opts?: table): table, table]]
+atai.wait_jobs = Client.wait_jobs --[[@as fun(ids: string[], opts?: atai.WaitOptions): table, table]]
+atai.poll = Client.poll --[[@as fun(seconds?: number, opts?: {budget?: number}): integer]]
 
 return atai
