@@ -212,6 +212,37 @@ describe("the engine", function()
     assert.is_true(last_arrival < first_answer) -- every request was in before the first answer
   end)
 
+  it("max_concurrency = 100 really runs 100 at once", function()
+    local ids = {}
+    for i = 1, 100 do ids[i] = "job_many_" .. i end
+    t.srv:fault { method = "GET", path_prefix = "/v0.5/batch/jobs/job_many_",
+      responses = (function()
+        local r = {}
+        for i = 1, 100 do r[i] = { delay = 0.5, json = { id = "x", status = "RUNNING" } } end
+        return r
+      end)() }
+    local jobs, errs = t.client:get_jobs(ids)
+    assert.are.same({}, errs)
+    assert.are.equal(100, #jobs)
+    local reqs, conns, last_arrival, first = t.srv:requests(), {}, 0, math.huge
+    for _, r in ipairs(reqs) do
+      conns[r.conn] = true
+      last_arrival, first = math.max(last_arrival, r.t), math.min(first, r.t)
+    end
+    local n = 0
+    for _ in pairs(conns) do n = n + 1 end
+    assert.are.equal(100, #reqs)
+    assert.are.equal(100, n)
+    assert.is_true(last_arrival < first + 0.5) -- all 100 in before the first answer
+  end)
+
+  it("a client with transfers in flight is kept alive by them", function()
+    local h = atai.new({ endpoint = t.srv.endpoint, api_key = t.srv.key }).async:get_job(SEED)
+    collectgarbage()
+    collectgarbage()
+    assert.are.equal(SEED, h:wait().id)
+  end)
+
   it("poll returns the number completed; pending and timeout follow", function()
     local a, b = t.client.async:get_job(SEED), t.client.async:get_job("job_failed")
     assert.are.equal(2, t.client:pending())
