@@ -216,9 +216,10 @@ static void add_query(lua_State *L, Buffer *url, int query, const char *fname) {
   lua_pushnil(L);
   while (lua_next(L, query)) { /* key value */
     const char *key;
+    size_t klen;
     lua_Integer i, n = 1;
     if (lua_type(L, -2) != LUA_TSTRING) arg_error(L, 4, fname, "opts.query: keys must be strings");
-    key = lua_tostring(L, -2);
+    key = lua_tolstring(L, -2, &klen); /* a key may hold a NUL: never strlen it */
     if (lua_type(L, -1) == LUA_TTABLE) n = (lua_Integer)lua_rawlen(L, -1);
     for (i = 1; i <= n; i++) {
       size_t vlen;
@@ -231,7 +232,7 @@ static void add_query(lua_State *L, Buffer *url, int query, const char *fname) {
         push_query_text(L, lua_gettop(L), key, fname);
       }
       v = lua_tolstring(L, -1, &vlen);
-      if (!buffer_add(url, &sep, 1) || !add_escaped(url, key, strlen(key)) ||
+      if (!buffer_add(url, &sep, 1) || !add_escaped(url, key, klen) ||
           !buffer_add(url, "=", 1) || !add_escaped(url, v, vlen))
         luaL_error(L, "not enough memory");
       lua_pop(L, 1);

@@ -245,7 +245,8 @@ static void read_messages(Client *c, double now) {
 static void fire_due(Client *c, double now) {
   Transfer *t;
   for (t = c->head; t; t = t->next) {
-    if (t->state == T_BACKOFF && t->due <= now) t->state = T_QUEUED;
+    /* a retry waits for its on_retry to have run, as before a sleep */
+    if (t->state == T_BACKOFF && t->due <= now && !t->notify_retry) t->state = T_QUEUED;
     else if (t->state == T_TIMER && t->due <= now) transfer_finish(c, t, now);
   }
 }

@@ -197,8 +197,15 @@ static lua_Integer json_array_length(lua_State *L, int idx) {
   if (n == 0 && !marked) return -1;
   lua_pushnil(L);
   while (lua_next(L, idx)) {
+    lua_Number k;
     lua_pop(L, 1);
-    if (lua_type(L, -1) != LUA_TNUMBER) { lua_pop(L, 1); return -1; }
+    k = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
+    /* only the keys 1..n: a sparse table ({nil, "b", [-1] = "a"} has a
+    ** border of 2 and two number keys) is an object, or keys would be lost */
+    if (!(k >= 1 && k <= (lua_Number)n && k == (lua_Number)(lua_Integer)k)) {
+      lua_pop(L, 1);
+      return -1;
+    }
     keys++;
   }
   return keys == n ? n : -1;
