@@ -25,6 +25,13 @@
 #                         eval "$$(make -s env)"
 #   make bench            get_job against a plain C libcurl + cjson loop
 #                         (BENCH_N, BENCH_ROUNDS: see bench/run.sh)
+#   make sanitize         the lua5.4 suite with atai.core built by clang with
+#                         ASan + UBSan (build/sanitize), leak checking on;
+#                         fails on any sanitizer report (~1 min)
+#   make fuzz             the libFuzzer harnesses of fuzz/ (JSON decode,
+#                         error envelope, JSON encode, response headers,
+#                         URLs), FUZZ_SECONDS each (default 20), from
+#                         fuzz/corpus/<name>; fails on a crash, leak or timeout
 #
 # LUA is one of lua5.1 lua5.2 lua5.3 lua5.4 luajit: both the interpreter and
 # its pkg-config name. Each gets its own build folder from the same sources.
@@ -34,6 +41,7 @@
 # Variables: CC, CFLAGS (default -O2 -g), LUA, BUSTED_ARGS (extra busted args),
 # FAKE_PORT and FAKE_LATENCY (make fake-server), PREFIX and DESTDIR (install,
 # uninstall).
+# FUZZ_SECONDS, CLANG_VERSION (14: clang-14, libclang-rt-14-dev).
 
 LUA        ?= lua5.4
 CC         ?= cc
@@ -138,6 +146,54 @@ env:
 bench:
 	@$(MAKE) --no-print-directory deps DEPS_EXTRA=valgrind
 	@sh bench/run.sh $(LUA)
+
+# ---- make sanitize, make fuzz: clang's sanitizers and libFuzzer ----------
+# CORE_SOURCES: the .c files compiled together into atai.core (today only
+# src/core.c, which includes the others). CLANG_VERSION picks clang-N and
+# its matching libclang-rt-N-dev (libFuzzer, the ASan runtime) and llvm-N
+# (llvm-symbolizer).
+CORE_SOURCES  := src/core.c
+CLANG_VERSION ?= 14
+SAN_CC        := clang-$(CLANG_VERSION)
+SAN_DEPS      := clang-$(CLANG_VERSION) libclang-rt-$(CLANG_VERSION)-dev llvm-$(CLANG_VERSION)
+SAN_FLAGS     := -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all \
+                 -fno-omit-frame-pointer -g -O1
+SAN_BUILD     := build/sanitize
+SAN_SO        := $(SAN_BUILD)/atai/core.so
+SAN_RUNTIME    = $$($(SAN_CC) -print-file-name=libclang_rt.asan-x86_64.so)
+SYMBOLIZER    := /usr/lib/llvm-$(CLANG_VERSION)/bin/llvm-symbolizer
+LUA54_CFLAGS   = $(shell pkg-config --cflags lua5.4)
+LUA54_LIBS     = $(shell pkg-config --libs lua5.4)
+FUZZ_BUILD    := build/fuzz
+FUZZERS       := json_decode error_envelope json_encode headers url
+FUZZ_BINS     := $(FUZZERS:%=$(FUZZ_BUILD)/fuzz_%)
+FUZZ_SECONDS  ?= 20
+FUZZ_FLAGS    := -fsanitize=fuzzer,address,undefined,float-cast-overflow \
+                 -fno-sanitize-recover=all -fno-omit-frame-pointer -g -O1
+
+.PHONY: sanitize fuzz
+
+# Same sources and warnings as $(SO), always for lua5.4, sanitizer flags.
+$(SAN_SO): $(SOURCES)
+	@mkdir -p $(@D)
+	$(SAN_CC) $(SAN_FLAGS) $(WARN) -fPIC $(LUA54_CFLAGS) $(CURL_CFLAGS) -shared -o $@ \
+	  $(CORE_SOURCES) $(CURL_LIBS)
+
+sanitize:
+	@$(MAKE) --no-print-directory deps LUA=lua5.4 DEPS_EXTRA='$(SAN_DEPS)'
+	@$(MAKE) --no-print-directory $(SAN_SO)
+	@sh scripts/sanitize.sh $(SAN_BUILD) "$(SAN_RUNTIME)" $(SYMBOLIZER) $(BUSTED_ARGS)
+
+# One libFuzzer binary per fuzz/<name>.c; they include the src/ files they test.
+$(FUZZ_BUILD)/fuzz_%: fuzz/%.c fuzz/*.h $(SOURCES)
+	@mkdir -p $(@D)
+	$(SAN_CC) $(FUZZ_FLAGS) $(WARN) -Wno-unused-function $(LUA54_CFLAGS) $(CURL_CFLAGS) \
+	  -o $@ $< $(LUA54_LIBS) $(CURL_LIBS)
+
+fuzz:
+	@$(MAKE) --no-print-directory deps LUA=lua5.4 DEPS_EXTRA='$(SAN_DEPS)'
+	@$(MAKE) --no-print-directory $(FUZZ_BINS)
+	@sh scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(SYMBOLIZER) $(FUZZERS)
 
 clean:
 	rm -rf build
