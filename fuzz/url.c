@@ -254,7 +254,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   size_t path_len;
   int status;
   if (size == 0) return 0; /* the same as a lone 0 byte: an empty path */
-  if (client.base_url == NULL) units_client_init(&client, BASE_URL);
+  if (client.c.base_url == NULL) units_client_init(&client, BASE_URL);
   path_len = data[0] < size - 1 ? data[0] : size - 1; /* as push_chunk reads it */
   status = fuzz_pcall(L, run_check_path, data + 1, path_len);
   FUZZ_CHECK((status == LUA_OK) == path_valid((const char *)data + 1, path_len),

@@ -123,15 +123,25 @@ static double retry_after_seconds(const Transfer *t) {
   return v ? parse_retry_after(v, len) : -1;
 }
 
-/* Pushes a header value with control bytes (a stray CR) dropped: a value
-** from the server must be safe to send back (ETag -> If-None-Match). */
+/* Whether a header byte is dropped from values: controls (a stray CR, NUL). */
+static int header_junk(unsigned char ch) {
+  return (ch < 0x20 && ch != '\t') || ch == 0x7f;
+}
+
+/* Pushes a header value with control bytes dropped and blanks trimmed
+** around what is left: a value from the server must be safe to send back
+** (ETag -> If-None-Match). */
 static void push_header_value(lua_State *L, const char *v, size_t len) {
   luaL_Buffer b;
-  size_t i;
+  size_t i, first = 0, last = len;
+  while (first < len && (header_junk((unsigned char)v[first]) || v[first] == ' ' || v[first] == '\t'))
+    first++;
+  while (last > first && (header_junk((unsigned char)v[last - 1]) || v[last - 1] == ' ' ||
+                          v[last - 1] == '\t'))
+    last--;
   luaL_buffinit(L, &b);
-  for (i = 0; i < len; i++)
-    if ((unsigned char)v[i] >= 0x20 && v[i] != 0x7f) luaL_addchar(&b, v[i]);
-    else if (v[i] == '\t') luaL_addchar(&b, ' ');
+  for (i = first; i < last; i++)
+    if (!header_junk((unsigned char)v[i])) luaL_addchar(&b, v[i] == '\t' ? ' ' : v[i]);
   luaL_pushresult(&b);
 }
 
