@@ -130,6 +130,7 @@ typedef struct Client {
   double curl_due;             /* libcurl's timer, or -1 */
   double paused_until;         /* a 429's Retry-After holds new attempts */
   Watch *watches;
+  struct pollfd *pollfds;      /* poll(2)'s array, as long as watches */
   int nwatches, watches_cap;
   int in_callback;             /* a guarded callback is running */
   int in_free_callback;        /* a blocking call's own callback is running */

@@ -87,7 +87,9 @@ static void client_release(lua_State *L, Client *c) {
   curl_slist_free_all(c->base_headers);
   c->base_headers = NULL;
   free(c->watches);
+  free(c->pollfds);
   c->watches = NULL;
+  c->pollfds = NULL;
   c->nwatches = c->watches_cap = 0;
   for (i = 0; i < c->spares; i++) {
     buffer_free(&c->spare_body[i]);

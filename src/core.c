@@ -13,6 +13,8 @@
 
 #include <errno.h>
 #include <float.h>
+#include <math.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

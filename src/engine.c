@@ -19,8 +19,6 @@
 ** made into Lua values is off every list and owns its buffers.
 */
 
-#include <math.h>
-#include <poll.h>
 #ifdef __GLIBC__
 #include <malloc.h> /* malloc_trim */
 #endif
@@ -49,8 +47,12 @@ static int on_socket(CURL *e, curl_socket_t fd, int what, void *ud, void *sockp)
     if (c->nwatches == c->watches_cap) {
       int cap = c->watches_cap ? c->watches_cap * 2 : 16;
       Watch *w = (Watch *)realloc(c->watches, (size_t)cap * sizeof *w);
+      struct pollfd *p;
       if (w == NULL) return -1; /* libcurl fails the transfer */
       c->watches = w;
+      p = (struct pollfd *)realloc(c->pollfds, (size_t)cap * sizeof *p);
+      if (p == NULL) return -1;
+      c->pollfds = p;
       c->watches_cap = cap;
     }
     c->watches[c->nwatches++].fd = fd;
@@ -276,8 +278,8 @@ static void curl_timer_check(Client *c, double now) {
 /* Waits at most `wait` seconds for the sockets libcurl watches (or just
 ** sleeps when there are none), then lets libcurl act on those ready. */
 static void wait_sockets(Client *c, double wait) {
-  struct pollfd fds[64];
-  int n = c->nwatches < 64 ? c->nwatches : 64, i, ready, running;
+  struct pollfd *fds = c->pollfds;
+  int n = c->nwatches, i, ready, running;
   int ms = wait <= 0 ? 0 : (int)ceil(wait * 1000.0);
   for (i = 0; i < n; i++) {
     fds[i].fd = (int)c->watches[i].fd;
@@ -285,13 +287,23 @@ static void wait_sockets(Client *c, double wait) {
                             ((c->watches[i].what & CURL_POLL_OUT) ? POLLOUT : 0));
     fds[i].revents = 0;
   }
-  ready = poll(n ? fds : NULL, (nfds_t)n, ms);
+  if (n <= 0) {
+    poll(NULL, 0, ms); /* nothing to watch: wait for a due time */
+    return;
+  }
+  ready = poll(fds, (nfds_t)(unsigned)n, ms);
+  /* socket_action may add sockets, and on_socket may then move the array
+  ** (realloc keeps its contents): read it afresh each time, never `fds`. */
   for (i = 0; ready > 0 && i < n && c->multi; i++) {
+    short revents = c->pollfds[i].revents;
     int mask = 0;
-    if (fds[i].revents & (POLLIN | POLLHUP)) mask |= CURL_CSELECT_IN;
-    if (fds[i].revents & POLLOUT) mask |= CURL_CSELECT_OUT;
-    if (fds[i].revents & (POLLERR | POLLNVAL)) mask |= CURL_CSELECT_ERR;
-    if (mask) curl_multi_socket_action(c->multi, (curl_socket_t)fds[i].fd, mask, &running);
+    if (revents & (POLLIN | POLLHUP)) mask |= CURL_CSELECT_IN;
+    if (revents & POLLOUT) mask |= CURL_CSELECT_OUT;
+    if (revents & (POLLERR | POLLNVAL)) mask |= CURL_CSELECT_ERR;
+    if (mask) {
+      ready--;
+      curl_multi_socket_action(c->multi, (curl_socket_t)c->pollfds[i].fd, mask, &running);
+    }
   }
 }
 

@@ -210,7 +210,7 @@ static Transfer *transfer_new(lua_State *L, Client *c, Mode mode, const char *me
     t->policy = idempotent ? RETRY_TRANSIENT : RETRY_UNSENT;
     t->max_retries = c->max_retries;
     t->timeout_ms = c->timeout_ms;
-    if (c->spares > 0) { /* a finished transfer's buffers: no malloc churn */
+    if (c->spares > 0 && mode != MODE_TIMER) { /* a finished transfer's buffers: no malloc churn */
       c->spares--;
       buffer_move(&t->body, &c->spare_body[c->spares]);
       buffer_move(&t->resp_headers, &c->spare_headers[c->spares]);
