@@ -144,6 +144,7 @@ typedef struct Client {
   Buffer spare_body[POOL_MAX], spare_headers[POOL_MAX]; /* reused by the next transfers */
   int spares;                  /* spare_*[0 .. spares - 1] hold memory */
   double trimmed;              /* when freed memory was last given back */
+  double time_scale;           /* factor on every wait (tests: _time_scale) */
 } Client;
 
 /* Used before their room defines them. */

@@ -192,6 +192,7 @@ static int l_new_client(lua_State *L) {
   c->on_retry_ref = c->on_exchange_ref = c->queue_ref = LUA_NOREF;
   c->released = 1;
   c->curl_due = -1;
+  c->time_scale = 1;
   luaL_setmetatable(L, CLIENT_MT);
 
   /* The strings stay on the stack, anchored, until copied. */

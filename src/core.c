@@ -210,6 +210,7 @@ static const luaL_Reg client_methods[] = {
   {"close", l_client_close},
   {"_defer", l_client_defer},
   {"_ops", l_client_ops},
+  {"_time_scale", l_client_time_scale},
   {NULL, NULL}
 };
 

@@ -219,11 +219,11 @@ static void attempt_end(Client *c, Transfer *t, CURLcode result, double now) {
   }
   t->retryable = !outcome_ok(t) && attempt_retryable(t);
   if (t->retryable && t->attempts <= t->max_retries) {
-    double delay = retry_delay(c, t);
-    if (t->status == 429 && retry_after_seconds(t) >= 0 && now + delay > c->paused_until)
-      c->paused_until = now + delay; /* one rate limit holds every new attempt */
+    double delay = retry_delay(c, t), wait = delay * c->time_scale;
+    if (t->status == 429 && retry_after_seconds(t) >= 0 && now + wait > c->paused_until)
+      c->paused_until = now + wait; /* one rate limit holds every new attempt */
     t->state = T_BACKOFF;
-    t->due = now + delay;
+    t->due = now + wait;
     t->retry_delay = delay;
     t->notify_retry = c->on_retry_ref != LUA_NOREF;
     return;
@@ -826,6 +826,18 @@ static int l_client_defer(lua_State *L) {
   Client *c = lua_type(L, 1) == LUA_TUSERDATA ? (Client *)luaL_checkudata(L, 1, CLIENT_MT) : NULL;
   luaL_checktype(L, 3, LUA_TFUNCTION);
   enqueue_call(L, (c && !c->released) ? c : NULL, 3, lua_toboolean(L, 2), lua_gettop(L) - 3);
+  return 0;
+}
+
+/* client:_time_scale(factor): multiplies every wait of the engine (retry
+** backoffs, Retry-After, sleeps) without changing what is reported (the
+** delay on_retry sees): an injectable clock for tests, which then need not
+** sleep for real. Default 1. */
+static int l_client_time_scale(lua_State *L) {
+  Client *c = (Client *)luaL_checkudata(L, 1, CLIENT_MT);
+  lua_Number f = luaL_checknumber(L, 2);
+  luaL_argcheck(L, f >= 0 && f <= 1, 2, "factor from 0 to 1 expected");
+  c->time_scale = (double)f;
   return 0;
 }
 

@@ -138,7 +138,7 @@ static int l_async_sleep(lua_State *L) {
     return arg_error(L, 2, "sleep", "seconds: number >= 0 expected");
   lua_settop(L, 2);
   t = transfer_new(L, c, MODE_TIMER, NULL);
-  t->due = monotonic_seconds() + s;
+  t->due = monotonic_seconds() + s * c->time_scale;
   transfer_submit(L, c, 1, 3, 0, 0);
   return 1;
 }
