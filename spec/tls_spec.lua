@@ -3,19 +3,8 @@
 -- self-signed certificate for 127.0.0.1 only.
 local atai = require("atai")
 local socket = require("socket")
-
--- A free loopback port (bound and released).
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
-
-local function sh(cmd)
-  local ok = os.execute(cmd)
-  return ok == true or ok == 0
-end
+local util = require("spec.support.util")
+local free_port, sh = util.free_port, util.sh
 
 describe("TLS", function()
   local dir, cert, port, pid

@@ -23,15 +23,12 @@
 ]]
 
 local socket = require("socket")
+local util = require("spec.support.util")
+local free_port, sh = util.free_port, util.sh
 
 local M = {}
 
 local START_TIMEOUT = 10 -- seconds
-
-local function sh(cmd)
-  local ok = os.execute(cmd)
-  return ok == true or ok == 0
-end
 
 local function write_file(path, text)
   local f = assert(io.open(path, "w"))
@@ -48,14 +45,6 @@ local function find_nginx()
   local path = p:read("*l")
   p:close()
   return path ~= "" and path or nil
-end
-
--- A free loopback port (bound and released).
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
 end
 
 -- A CA (ca.pem) and a server certificate it signed for localhost and

@@ -73,4 +73,18 @@ function util.parse_query(raw)
   return out
 end
 
+--- A free loopback port (bound and released), for servers a spec starts.
+function util.free_port()
+  local s = assert(require("socket").bind("127.0.0.1", 0))
+  local _, port = s:getsockname()
+  s:close()
+  return tonumber(port)
+end
+
+--- Runs a shell command; returns whether it exited 0 (on every Lua).
+function util.sh(cmd)
+  local ok = os.execute(cmd)
+  return ok == true or ok == 0
+end
+
 return util
