@@ -57,6 +57,7 @@ local function serve_api(req, conn)
   if f.close == true then return nil end
   local custom = not f.pass and (f.status ~= nil or f.body ~= nil or f.json ~= nil)
   local resp = custom and faults.custom_response(f) or routes.api_response(req)
+  if not resp then return nil end -- a streamed body broke off: nothing to answer
   faults.merge_headers(resp, f.headers)
   if f.gzip == true and resp.body and util.accepts_gzip(req.headers["accept-encoding"]) then
     resp.body = util.gzip_string(resp.body)
