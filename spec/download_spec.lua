@@ -222,7 +222,7 @@ describe("downloads", function()
     it("a stalled transfer is cut by the stall limit and retried", function()
       local made = outputs { { filename = "stall.csv", num_bytes = 50000 } }
       t.srv:fault { method = "GET", path_prefix = "/_blob/", responses = { { stall_after_bytes = 1000, stall = 5 } } }
-      local s = assert(t.client:download_outputs(JOB, dir, { stall_timeout = 1 }))
+      local s = assert(t.client:download_outputs(JOB, dir, { stall_timeout = 0.5 })) -- whole seconds: 1
       assert.are.equal(1, s.downloaded)
       assert.are.equal(2, #blob_gets())
       assert.are.equal(helpers.blob(made[1].id, 50000), helpers.read(dir .. "/stall.csv"))

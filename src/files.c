@@ -17,12 +17,13 @@
 ** libcurl's callbacks here only move bytes and record numbers.
 */
 
+#include <math.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 
 #define UV_DATA 4            /* user-value slot: the Lua string an upload reads */
-#define STALL_DEFAULT 30     /* seconds without a byte before an attempt gives up */
+#define STALL_DEFAULT 60     /* seconds without a byte before an attempt gives up */
 #define STREAM_ERROR_BODY (64 * 1024) /* bytes kept of a download's error body */
 
 /* Why a stream failed, beyond what libcurl says. */
@@ -364,6 +365,7 @@ static void stream_source(lua_State *L, int spec, int handle, Stream *s) {
   length = spec_number(L, spec, "length", data ? (double)len - offset : 0, 0, 4503599627370496.0);
   s->offset = (curl_off_t)offset;
   s->length = (curl_off_t)length;
+  if (length < 0) luaL_error(L, "_stream: source offset past the data");
   if (data) {
     if (offset + length > (double)len) luaL_error(L, "_stream: source range past the data");
     push_uv(L, handle);
@@ -446,7 +448,7 @@ static int l_client_stream(lua_State *L) {
   t->timeout_ms = 0;
   lua_getfield(L, 2, "presigned");
   s->presigned = lua_toboolean(L, -1);
-  s->stall = (long)spec_number(L, 2, "stall", STALL_DEFAULT, 1, CALL_TIMEOUT_MAX);
+  s->stall = (long)ceil(spec_number(L, 2, "stall", STALL_DEFAULT, 0.001, CALL_TIMEOUT_MAX)); /* whole seconds */
   s->max_bytes = (curl_off_t)spec_number(L, 2, "max_bytes", 0, 0, 4503599627370496.0);
   s->expect = (curl_off_t)spec_number(L, 2, "expect_bytes", -1, -1, 4503599627370496.0);
   s->content_length = -1;

@@ -294,7 +294,7 @@ function Client:wait_job(id, opts) end
 ---@field on_progress? fun(p: atai.TransferProgress)
 ---@field multipart_threshold? integer from this size (bytes) on, the multipart flow (100 MiB)
 ---@field concurrency? integer         parts in flight at once (4)
----@field stall_timeout? number        seconds without a byte before an attempt fails (30)
+---@field stall_timeout? number        seconds without a byte before an attempt fails (60)
 
 ---@class atai.UploadResult
 ---@field file_id string     the file's name: what a job's inputs reference
@@ -310,7 +310,7 @@ function Client:wait_job(id, opts) end
 ---@field on_progress? fun(p: atai.TransferProgress)
 ---@field max_bytes? integer      refuse a body larger than this (too_large)
 ---@field num_bytes? integer      the size the file must have
----@field stall_timeout? number   seconds without a byte before an attempt fails (30)
+---@field stall_timeout? number   seconds without a byte before an attempt fails (60)
 
 ---@class atai.OutputsOptions
 ---@field concurrency? integer    files in flight at once (8)
