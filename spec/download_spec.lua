@@ -314,6 +314,22 @@ describe("downloads", function()
       assert.are.equal("cancelled", select(2, h:result()).kind)
       assert.are.same({}, helpers.list(dir))
     end)
+
+    it("closing the client ends download_outputs: cancelled, temporary files removed", function()
+      outputs { { filename = "a.csv", num_bytes = 300000 }, { filename = "b.csv", num_bytes = 300000 } }
+      t.srv:fault { method = "GET", path_prefix = "/_blob/", responses = {
+        { stall_after_bytes = 1000, stall = 3 }, { stall_after_bytes = 1000, stall = 3 } } }
+      local c = atai.new { endpoint = t.srv.endpoint, api_key = t.srv.key }
+      local h = c.async:download_outputs(JOB, dir)
+      for _ = 1, 100 do
+        if #helpers.list(dir) == 2 then break end
+        c:poll(0.05)
+      end
+      c:close()
+      assert.is_true(h:done())
+      assert.are.equal("cancelled", select(2, h:result()).kind)
+      assert.are.same({}, helpers.list(dir))
+    end)
   end)
 
   describe("download(url, dest)", function()

@@ -255,6 +255,20 @@ describe("uploads", function()
       assert.are.equal("aborted", the_upload().status)
     end)
 
+    it("closing the client ends an upload: cancelled (no abort can go out any more)", function()
+      multipart(16 * 1024)
+      t.srv:fault { method = "PUT", path_prefix = "/_storage/", responses = { { delay = 3, pass = true } } }
+      local c = atai.new { endpoint = t.srv.endpoint, api_key = t.srv.key }
+      local h = c.async:upload_data("z.csv", ("x"):rep(100000), { multipart_threshold = 1 })
+      for _ = 1, 100 do
+        if #helpers.requests(t.srv, "/_storage/") > 0 then break end
+        c:poll(0.05)
+      end
+      c:close()
+      assert.is_true(h:done())
+      assert.are.equal("cancelled", select(2, h:result()).kind)
+    end)
+
     it("an error raised by on_progress aborts the upload and reaches the caller", function()
       multipart(16 * 1024)
       local ok, err = pcall(t.client.upload_file, t.client, (csv("cb.csv", 5000)), {

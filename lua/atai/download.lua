@@ -284,7 +284,8 @@ local function download_outputs(client, st, job_id, dir, o)
     function() return run:refresh() end)
   if not ok then st.cleanup() end
   st.cleanup = nil
-  if not ok then error(perr, 0) end -- on_progress raised
+  if ok == false then error(perr, 0) end -- on_progress raised
+  if not ok then return nil, perr end    -- cancelled: the client was closed
   return run.summary
 end
 

@@ -155,7 +155,8 @@ local function upload_multipart(client, st, source, size, o)
   if tokens then done, perr = client:_call("POST", "/files/uploads/" .. upload_id .. "/complete", { body = { parts = tokens } }) end
   st.cleanup = nil
   if not done then
-    client:_call("POST", "/files/uploads/" .. upload_id .. "/abort", nil)
+    -- (a cancelled transfer means a closed client: nothing can be sent)
+    if perr.kind ~= "cancelled" then client:_call("POST", "/files/uploads/" .. upload_id .. "/abort", nil) end
     if tokens == false then error(perr, 0) end -- on_progress raised
     return nil, perr
   end

@@ -180,7 +180,8 @@ end
 --- once); finish(item, results...) -> true, or false, err to stop it all;
 --- more() -> further items, when the queue and the transfers have run out
 --- (or nil). At most `limit` transfers at once. Returns true, or nil, err
---- (finish's), or false, err when on_progress raised (everything cancelled).
+--- (finish's, or a transfer's "cancelled" when its client was closed), or
+--- false, err when on_progress raised (everything cancelled).
 function Batch:run(queue, limit, start, finish, more)
   local i = 1
   while true do
@@ -197,8 +198,13 @@ function Batch:run(queue, limit, start, finish, more)
       queue, i = extra, 1
     else
       local done = self:next()
+      local res = done and done.res
+      if res and res[1] == nil and type(res[2]) == "table" and res[2].kind == "cancelled" then
+        self:cancel_all() -- a transfer cancelled from outside (its client closed): all stop
+        return nil, res[2]
+      end
       if done then
-        local ok, err = finish(done.item, unpack(done.res, 1, done.res.n))
+        local ok, err = finish(done.item, unpack(res, 1, res.n))
         if not ok then
           self:cancel_all()
           return nil, err
