@@ -8,7 +8,9 @@
 #                         the job ids it serves (FAKE_PORT, default 0 = any;
 #                         FAKE_LATENCY = ms added to every response); Ctrl-C stops
 #   make memcheck         the suite under valgrind (but spec/cli_spec.lua: its
-#                         work is in subprocesses that valgrind does not watch)
+#                         work is in subprocesses that valgrind does not watch),
+#                         its big uploads and downloads at ATAI_TEST_BIG_MB=4 MiB
+#                         (200 in make test)
 #   make test-all         make test under every Lua below; keeps going, then
 #                         prints a per-version summary and fails if any failed
 #   make test-nvim        atai inside headless Neovim (LuaJIT build), and a
@@ -99,7 +101,7 @@ fake-server:
 memcheck:
 	@$(MAKE) --no-print-directory deps DEPS_EXTRA=valgrind
 	@$(MAKE) --no-print-directory $(SO)
-	$(BUSTED_ENV) LD_PRELOAD=$$(pkg-config --variable=libdir libcurl)/libcurl.so.4 \
+	$(BUSTED_ENV) ATAI_TEST_BIG_MB=4 LD_PRELOAD=$$(pkg-config --variable=libdir libcurl)/libcurl.so.4 \
 	  valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect \
 	  --errors-for-leak-kinds=definite,indirect --error-exitcode=99 \
 	  --suppressions=spec/support/valgrind.supp $(BUSTED_RUN) --exclude-pattern=cli_spec

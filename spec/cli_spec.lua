@@ -13,7 +13,9 @@ if util.lua ~= "lua5.4" then
 end
 
 local cjson = require("cjson")
+local socket = require("socket")
 local server = require("spec.support.server")
+local helpers = require("spec.support.files")
 
 -- A key that must never show in any output.
 local KEY = "sk-cli-secret-7f3a9d"
@@ -689,6 +691,105 @@ echo $?]]):format(env_prefix(), ROOT, err, err)
       r = atai({ "job", "outputs", "job_2abc3def4ghi5jkl6mno7pqr" })
       assert.is_truthy(r.stdout:find("pred_tep_inference_part_025.csv  https://storage.example.com/outputs/", 1, true))
       assert.are.equal(5, atai({ "job", "outputs", "job_missing" }).code)
+    end)
+  end)
+
+  describe("files upload, job outputs --download", function()
+    local TEP = "job_2abc3def4ghi5jkl6mno7pqr"
+    local dir
+
+    before_each(function() dir = helpers.tmpdir() end)
+    after_each(function() helpers.remove(dir) end)
+
+    it("files upload: a line per file (id, size, route); --json the result, an array for several", function()
+      write_file(dir .. "/a.csv", "a,b\n1,2\n")
+      write_file(dir .. "/b.csv", "x\n")
+      local r = atai({ "files", "upload", dir .. "/a.csv" })
+      assert.are.equal(0, r.code, r.stderr)
+      assert.are.equal("a.csv  8 B  direct\n", r.stdout)
+      assert.are.equal("a,b\n1,2\n", srv:stats().files["a.csv"].content)
+      r = atai({ "files", "upload", dir .. "/a.csv", dir .. "/b.csv", "--json" })
+      local doc = r.json()
+      assert.are.equal("a.csv", doc[1].file_id)
+      assert.are.equal("b.csv", doc[2].file_id)
+      assert.are.equal("a.csv", atai({ "files", "upload", dir .. "/a.csv", "--json" }).json().file_id)
+      assert_clean(r)
+    end)
+
+    it("files upload: a file that cannot be read fails (exit 1), the others still go", function()
+      write_file(dir .. "/ok.csv", "1\n")
+      local r = atai({ "files", "upload", dir .. "/missing.csv", dir .. "/ok.csv" })
+      assert.are.equal(1, r.code)
+      assert.is_truthy(r.stderr:find("missing.csv: io error", 1, true), r.stderr)
+      assert.are.equal("ok.csv  2 B  direct\n", r.stdout)
+      assert.are.equal(2, atai({ "files" }).code)
+      assert.are.equal(2, atai({ "files", "upload" }).code)
+      assert.are.equal(2, atai({ "files", "upload", dir .. "/ok.csv", "--parallel", "0" }).code)
+    end)
+
+    it("files upload on a terminal draws a progress bar", function()
+      write_file(dir .. "/t.csv", ("0123456789\n"):rep(1000))
+      local text, code = atai_tty({ "files", "upload", dir .. "/t.csv" })
+      assert.are.equal(0, code, text)
+      assert.is_truthy(text:find("\r\27[K" .. dir .. "/t.csv  [################]  10.7 KiB / 10.7 KiB  100%", 1, true), text)
+    end)
+
+    it("Ctrl-C during a multipart upload aborts it: exit 130", function()
+      local path = dir .. "/big.csv"
+      assert(os.execute("truncate -s 100M " .. quote(path)))
+      srv:fault { method = "PUT", path_prefix = "/_storage/", responses = { { delay = 10, pass = true } } }
+      local pid_file, code_file = dir .. "/pid", dir .. "/code"
+      os.execute(("sh -c %s &"):format(quote(("%s %s/bin/atai files upload %s 2>%s & echo $! >%s; wait $!; echo $? >%s")
+        :format(env_prefix(), ROOT, quote(path), quote(dir .. "/err"), quote(pid_file), quote(code_file)))))
+      local started = false
+      for _ = 1, 200 do
+        started = helpers.read(pid_file) and #helpers.requests(srv, "/_storage/") > 0
+        if started then break end
+        socket.sleep(0.05)
+      end
+      assert.is_true(started)
+      os.execute("kill -INT " .. helpers.read(pid_file))
+      for _ = 1, 200 do
+        if helpers.read(code_file) then break end
+        socket.sleep(0.05)
+      end
+      assert.are.equal("130", (helpers.read(code_file) or ""):match("%d+"))
+      assert.is_truthy(helpers.read(dir .. "/err"):find("atai: interrupted", 1, true))
+      local _, upload = next(srv:stats().uploads)
+      assert.are.equal("aborted", upload.status)
+    end)
+
+    it("job outputs --download DIR: every output in DIR, a summary; again: all skipped", function()
+      srv:control("POST", "/_fake/outputs", { job_id = TEP, outputs = { { filename = "a.csv", num_bytes = 1000 },
+        { filename = "b.csv", num_bytes = 2000 } } })
+      local r = atai({ "job", "outputs", TEP, "--download", dir .. "/out", "--parallel", "2" })
+      assert.are.equal(0, r.code, r.stderr)
+      assert.are.equal("2 downloaded, 0 skipped (complete), 0 failed; 2.9 KiB into " .. dir .. "/out\n", r.stdout)
+      assert.are.same({ "a.csv", "b.csv" }, helpers.list(dir .. "/out"))
+      r = atai({ "job", "outputs", TEP, "--download", dir .. "/out", "--json" })
+      assert.are.same({ downloaded = 0, skipped = 2, bytes = 0, failed = {}, dir = dir .. "/out" }, r.json())
+      assert_clean(r)
+    end)
+
+    it("job outputs --download: a failed file is reported (exit 1); a bad job exits 5", function()
+      srv:control("POST", "/_fake/outputs", { job_id = TEP, outputs = { { filename = "bad.csv", num_bytes = 10, size = 20 },
+        { filename = "ok.csv", num_bytes = 5 } } })
+      local r = atai({ "job", "outputs", TEP, "--download", dir, "--json" })
+      assert.are.equal(1, r.code)
+      assert.is_truthy(r.stderr:find("(bad.csv): decode error", 1, true), r.stderr)
+      local doc = r.json()
+      assert.are.equal(1, doc.downloaded)
+      assert.are.equal("bad.csv", doc.failed[1].filename)
+      assert.are.equal("decode", doc.failed[1].kind)
+      assert.are.equal(5, atai({ "job", "outputs", "job_missing", "--download", dir }).code)
+      assert.are.equal(2, atai({ "job", "outputs", TEP, "--parallel", "2" }).code)
+    end)
+
+    it("job outputs --download on a terminal draws a progress bar", function()
+      srv:control("POST", "/_fake/outputs", { job_id = TEP, outputs = { { filename = "a.csv", num_bytes = 2048 } } })
+      local text, code = atai_tty({ "job", "outputs", TEP, "--download", dir })
+      assert.are.equal(0, code, text)
+      assert.is_truthy(text:find("\r\27[K" .. TEP .. "  [################]  2.0 KiB / 2.0 KiB  100%", 1, true), text)
     end)
   end)
 

@@ -60,6 +60,30 @@ describe("examples", function()
     assert.is_truthy(out:find("failure event(s)", 1, true), out)
   end)
 
+  it("end_to_end.lua uploads, creates a job on them, waits, downloads the outputs", function()
+    local helpers = require("spec.support.files")
+    local dir = helpers.tmpdir()
+    helpers.write(dir .. "/data.csv", "Timestamp,a,b\n1,2,3\n")
+    helpers.write(dir .. "/normal.csv", "Timestamp,a,b\n4,5,6\n")
+    local out, ok = run("end_to_end.lua", { dir .. "/data.csv", dir .. "/out", "normal=" .. dir .. "/normal.csv" })
+    local files = helpers.list(dir .. "/out")
+    local stats = srv:stats()
+    helpers.remove(dir)
+    assert.is_true(ok, out)
+    assert.is_truthy(out:find("uploaded data.csv (20 bytes, direct)", 1, true), out)
+    assert.is_truthy(out:find("uploaded normal.csv", 1, true), out)
+    assert.is_truthy(out:find("finished: COMPLETED", 1, true), out)
+    assert.is_truthy(out:find("downloaded 2, skipped 0, failed 0", 1, true), out)
+    assert.are.same({ "pred_data_part_1.csv", "pred_normal_part_1.csv" }, files)
+    assert.are.equal("Timestamp,a,b\n1,2,3\n", stats.files["data.csv"].content)
+    local created
+    for _, r in ipairs(stats.requests) do
+      if r.method == "POST" and r.path == "/v0.5/batch/jobs" then created = require("cjson").decode(r.body) end
+    end
+    assert.are.equal("data.csv", created.inputs["worker.inference"][1].file_id)
+    assert.are.equal("normal", created.inputs["worker.n_shots"][1].metadata.class)
+  end)
+
   it("output_urls.lua lists every output URL across pages", function()
     local out, ok = run("output_urls.lua", { SEED })
     assert.is_true(ok, out)

@@ -638,4 +638,92 @@ describe("fake Batch API server", function()
       assert.are_not.equal(e1, r.headers.etag)
     end)
   end)
+
+  describe("files and storage", function()
+    -- A multipart/form-data body with one "file" field.
+    local function form(boundary, filename, type_, content)
+      return ("--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"%s\"\r\n"
+        .. "Content-Type: %s\r\n\r\n%s\r\n--%s--\r\n"):format(boundary, filename, type_, content, boundary)
+    end
+
+    -- The body in chunks of `size` bytes (Transfer-Encoding: chunked).
+    local function chunked(body, size)
+      local out = {}
+      for i = 1, #body, size do
+        local piece = body:sub(i, i + size - 1)
+        out[#out + 1] = ("%x\r\n%s\r\n"):format(#piece, piece)
+      end
+      return table.concat(out) .. "0\r\n\r\n"
+    end
+
+    it("POST /files parses a chunked multipart body across chunk borders, boundary included", function()
+      local content = ("a,b\r\n--notquite\r\n"):rep(50)
+      local body = chunked(form("XyZ", "c.csv", "text/csv", content), 7)
+      local status, reply = api_json("/files", { method = "POST", body = body, headers = {
+        ["Content-Type"] = "multipart/form-data; boundary=XyZ", ["Transfer-Encoding"] = "chunked" } })
+      assert.are.equal(200, status)
+      assert.are.same({ is_valid = true, file_id = "c.csv", file_uid = reply.file_uid }, reply)
+      assert.are.equal(content, srv:stats().files["c.csv"].content)
+    end)
+
+    it("POST /files refuses a form without a file, an unsupported type, a non-form body", function()
+      local cases = {
+        { "multipart/form-data; boundary=b", "--b--\r\n", 400, "missing_parameter" },
+        { "multipart/form-data; boundary=b", form("b", "x.bin", "application/octet-stream", "x"), 400, "invalid_file_type" },
+        { "application/json", "{}", 400, "invalid_parameter" },
+      }
+      for _, case in ipairs(cases) do
+        local status, reply = api_json("/files", { method = "POST", body = case[2], headers = { ["Content-Type"] = case[1] } })
+        assert.are.equal(case[3], status)
+        assert.are.equal(case[4], reply.errors[1].code)
+      end
+    end)
+
+    it("presigned URLs: a good signature serves, a wrong or expired one is a 403, no key needed", function()
+      local outputs = srv:control("POST", "/_fake/outputs", { job_id = TEP,
+        outputs = { { filename = "o.csv", num_bytes = 100 } } }).outputs
+      local _, page = api_json("/batch/jobs/" .. TEP .. "/outputs")
+      local ref = page.outputs[1].data.ref
+      assert.are.equal(outputs[1].id, page.outputs[1].id)
+      local path = ref:match("^http://127%.0%.0%.1:%d+(/.*)$")
+      local r = assert(request(path, { auth = false }))
+      assert.are.equal(200, r.status)
+      assert.are.equal(require("spec.support.fake_api.blob").content(outputs[1].id, 100), r.body)
+      r = assert(request(path:gsub("Signature=%x+", "Signature=0"), { auth = false }))
+      assert.are.equal(403, r.status)
+      assert.is_truthy(r.body:find("SignatureDoesNotMatch", 1, true))
+      srv:config { expired_listings = 1 }
+      _, page = api_json("/batch/jobs/" .. TEP .. "/outputs")
+      r = assert(request(page.outputs[1].data.ref:match("^http://[^/]+(/.*)$"), { auth = false }))
+      assert.are.equal(403, r.status)
+      assert.is_truthy(r.body:find("Request has expired", 1, true))
+      assert.are.equal("missing", srv:requests()[2].auth)
+    end)
+
+    it("the multipart flow: initiate, PUT parts (ETag each, length checked), complete, abort", function()
+      srv:config { part_size = 4 }
+      local status, init = post_json("/files/uploads/initiate", { filename = "m.csv", file_type = "text/csv", num_bytes = 10 })
+      assert.are.equal(200, status)
+      assert.are.equal(3, #init.parts)
+      assert.are.same({ 0, 4, 8 }, { init.parts[1].offset, init.parts[2].offset, init.parts[3].offset })
+      assert.are.equal(2, init.parts[3].length)
+      local tokens = {}
+      for i, part in ipairs(init.parts) do
+        local path = part.url:match("^http://[^/]+(/.*)$")
+        local short = assert(request(path, { method = "PUT", auth = false, body = "x" }))
+        assert.are.equal(400, short.status)
+        local r = assert(request(path, { method = "PUT", auth = false, body = ("0123456789"):sub(part.offset + 1, part.offset + part.length) }))
+        assert.are.equal(200, r.status)
+        tokens[i] = { part_number = part.part_number, part_token = r.headers.etag }
+      end
+      local bad = post_json("/files/uploads/" .. init.upload_id .. "/complete", { parts = { tokens[1] } })
+      assert.are.equal(400, bad)
+      local _, done = post_json("/files/uploads/" .. init.upload_id .. "/complete", { parts = tokens })
+      assert.are.equal("m.csv", done.file_name)
+      assert.are.equal(10, done.num_bytes)
+      assert.are.equal(409, (post_json("/files/uploads/" .. init.upload_id .. "/abort")))
+      assert.are.equal(404, (post_json("/files/uploads/upl_nope/abort")))
+      assert.are.equal("completed", srv:stats().uploads[init.upload_id].status)
+    end)
+  end)
 end)

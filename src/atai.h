@@ -10,6 +10,9 @@
 **   client.c    one client: configuration, easy-handle pool, close
 **   transfer.c  one request in flight: libcurl callbacks, retries, results
 **   engine.c    the client's engine: sockets, due times, poll, wait
+**   requests.c  the entry points that start a request
+**   files.c     streaming transfers: bodies to files, uploads from files,
+**               presigned URLs, progress counters
 */
 #ifndef ATAI_H
 #define ATAI_H
@@ -42,7 +45,8 @@ typedef enum {
   MODE_OBJECT, /* get_job: a JSON object, returned alone */
   MODE_BODY,   /* an endpoint: the decoded body alone */
   MODE_META,   /* request(): body, meta {status, headers, attempts} */
-  MODE_TIMER   /* sleep(): no transfer, completes with true at its due time */
+  MODE_TIMER,  /* sleep(): no transfer, completes with true at its due time */
+  MODE_STREAM  /* files.c: {status, bytes, headers} (the body is in a file) */
 } Mode;
 
 /* Where a transfer is in its life. */
@@ -56,6 +60,7 @@ typedef enum {
 } TState;
 
 struct Client;
+struct Stream; /* files.c */
 
 /* One request (or sleep) and everything it owns. The userdata is the
 ** handle users hold; while in flight it is anchored in the registry, and
@@ -96,6 +101,7 @@ typedef struct Transfer {
   int exchange_attempt;
   long exchange_status;
   CURLcode exchange_result;
+  struct Stream *stream; /* files.c: a streaming transfer's files, or NULL */
   char errbuf[CURL_ERROR_SIZE];
 } Transfer;
 
@@ -149,5 +155,12 @@ typedef struct Client {
 
 /* Used before their room defines them. */
 static int in_run(lua_State *L); /* engine.c */
+/* files.c: the hooks a streaming transfer (t->stream) adds to the engine */
+static void stream_prepare(Transfer *t, CURL *e);        /* each attempt */
+static void stream_restore(Client *c, CURL *e);          /* easy back to the pool */
+static CURLcode stream_end(Transfer *t, CURLcode result); /* attempt over */
+static int stream_fatal(const Transfer *t);              /* no retry */
+static int stream_push_results(lua_State *L, const Transfer *t);
+static void stream_free(Transfer *t);
 
 #endif /* ATAI_H */

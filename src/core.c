@@ -59,6 +59,7 @@ static int equals_ci(const char *s, size_t n, const char *name) {
 #include "transfer.c"
 #include "engine.c"
 #include "requests.c"
+#include "files.c"
 
 
 /* ======================================================================
@@ -342,6 +343,8 @@ int luaopen_atai_core(lua_State *L) {
   lua_pushcclosure(L, l_client_index, 3);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 3);
+
+  files_open(L, module, decode); /* files.c: _stream, _progress, mkdir, stat */
 
   lua_pushliteral(L, ATAI_VERSION);
   lua_setfield(L, module, "_VERSION");

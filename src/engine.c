@@ -118,6 +118,7 @@ static void list_unlink(Client *c, Transfer *t) {
 static void attempt_detach(Client *c, Transfer *t) {
   if (t->easy == NULL) return;
   if (c->multi) curl_multi_remove_handle(c->multi, t->easy);
+  if (t->stream) stream_restore(c, t->easy);
   pool_give(c, t->easy);
   t->easy = NULL;
   c->running--;
@@ -202,6 +203,7 @@ static void start_queued(Client *c, double now) {
 /* Records the end of t's attempt: a retry as a due time, or the outcome. */
 static void attempt_end(Client *c, Transfer *t, CURLcode result, double now) {
   long version = 0;
+  if (t->stream) result = stream_end(t, result);
   t->result = result;
   curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
   curl_easy_getinfo(t->easy, CURLINFO_OS_ERRNO, &t->os_errno);

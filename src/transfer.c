@@ -236,11 +236,13 @@ static void transfer_free_buffers(Transfer *t) {
   }
   buffer_free(&t->body);
   buffer_free(&t->resp_headers);
+  if (t->stream) stream_free(t);
 }
 
 /* Whether the finished attempt may be repeated under the transfer's policy. */
 static int attempt_retryable(const Transfer *t) {
   if (t->cancelled || t->too_large || t->out_of_memory) return 0;
+  if (t->stream && stream_fatal(t)) return 0;
   if (t->result == CURLE_OK) {
     return t->policy == RETRY_TRANSIENT && status_is_transient(t->status);
   } else {
@@ -293,6 +295,7 @@ static void attempt_prepare(Client *c, Transfer *t, CURL *e) {
   }
   if (is_head) curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
   curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, (is_get || is_head || is_post) ? NULL : m);
+  if (t->stream) stream_prepare(t, e);
 }
 
 
@@ -419,6 +422,7 @@ static int push_failure(lua_State *L, const Transfer *t) {
 ** (plus, for MODE_META, {status, headers, attempts}), true for a timer, or
 ** nil and an error. Returns how many. */
 static int transfer_push_results(lua_State *L, const Transfer *t) {
+  int n;
   if (t->mode == MODE_TIMER) {
     if (!t->cancelled) {
       lua_pushboolean(L, 1);
@@ -428,6 +432,7 @@ static int transfer_push_results(lua_State *L, const Transfer *t) {
     error_new(L, "cancelled", "the sleep was cancelled");
     return 2;
   }
+  if (t->stream && (n = stream_push_results(L, t)) > 0) return n;
   if (!outcome_ok(t)) return push_failure(L, t);
   if (t->body.len == 0) {
     if (t->mode == MODE_OBJECT) {

@@ -49,21 +49,24 @@ local FIELD_KINDS = {
     return true
   end },
   order = { "'asc' or 'desc'", function(v) return v == "asc" or v == "desc" end },
+  ["function"] = { "function", function(v) return type(v) == "function" end },
+  seconds = { "number > 0 (seconds)", function(v) return is_number(v) and v > 0 and v <= 86400 end },
+  bytes = { "integer >= 1 (bytes)", function(v) return is_number(v) and v >= 1 and v == math.floor(v) end },
 }
 
---- Checks the optional filter table (argument n) against `fields`
---- (name -> kind) and returns a fresh query table.
-function check.filter(fname, n, filter, fields)
+-- Checks the optional table `t` (argument n) against `fields` (name ->
+-- kind); `what` names its entries in messages ("filter", "option").
+local function check_fields(what, fname, n, t, fields)
   local query = {}
-  if filter == nil then return query end
-  if type(filter) ~= "table" then check.fail(fname, n, "filter table expected, got " .. type(filter)) end
-  for name, value in pairs(filter) do
+  if t == nil then return query end
+  if type(t) ~= "table" then check.fail(fname, n, ("%s table expected, got %s"):format(what, type(t))) end
+  for name, value in pairs(t) do
     local kind = fields[name]
     if not kind then
       local known = {}
       for k in pairs(fields) do known[#known + 1] = k end
       table.sort(known)
-      check.fail(fname, n, ("unknown filter '%s' (known: %s)"):format(tostring(name), table.concat(known, ", ")))
+      check.fail(fname, n, ("unknown %s '%s' (known: %s)"):format(what, tostring(name), table.concat(known, ", ")))
     end
     local spec = FIELD_KINDS[kind]
     if not spec[2](value) then
@@ -72,6 +75,17 @@ function check.filter(fname, n, filter, fields)
     query[name] = value
   end
   return query
+end
+
+--- Checks the optional filter table (argument n) against `fields`
+--- (name -> kind) and returns a fresh query table.
+function check.filter(fname, n, filter, fields)
+  return check_fields("filter", fname, n, filter, fields)
+end
+
+--- Checks an optional options table the same way; returns a fresh copy.
+function check.options(fname, n, opts, fields)
+  return check_fields("option", fname, n, opts, fields)
 end
 
 return check

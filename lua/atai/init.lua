@@ -51,6 +51,8 @@ config = require("atai.config")
 local api = require("atai.api") -- adds the endpoint methods to atai.Client
 local pages = require("atai.pages")
 local wait = require("atai.wait") -- adds wait_job, get_jobs, wait_jobs
+local files = require("atai.files") -- adds upload_file, upload_data, files_list, ...
+local download = require("atai.download") -- adds download, download_file, download_outputs
 local handle = require("atai.handle")
 
 ---@class atai
@@ -147,6 +149,8 @@ local function bind(name)
 end
 for _, name in ipairs({ "get_job", "request", "wait_job", "get_jobs", "wait_jobs", "poll" }) do bind(name) end
 for _, name in ipairs(api.BOUND) do bind(name) end
+for _, name in ipairs(files.BOUND) do bind(name) end
+for _, name in ipairs(download.BOUND) do bind(name) end
 
 --- Handles in flight on the default client (0 before it exists).
 function atai.pending()

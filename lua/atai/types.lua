@@ -6,7 +6,7 @@
 
 ---@alias atai.Status "PENDING"|"ADMITTED"|"RUNNING"|"COMPLETED"|"FAILED"|"PREEMPTED"|"CANCELLED"
 
----@alias atai.ErrorKind "auth"|"permission"|"not_found"|"conflict"|"invalid_request"|"too_large"|"rate_limited"|"server"|"http"|"timeout"|"network"|"decode"|"config"|"pending"|"cancelled"|"callback"
+---@alias atai.ErrorKind "auth"|"permission"|"not_found"|"conflict"|"invalid_request"|"too_large"|"rate_limited"|"server"|"http"|"timeout"|"network"|"decode"|"config"|"pending"|"cancelled"|"callback"|"io"
 
 ---@class atai.InputProgress
 ---@field pending integer
@@ -381,6 +381,103 @@ function Client:find_pipeline(key, filter) end
 ---@return atai.Error|nil err
 function Client:wait_job(id, opts) end
 
+---@class atai.TransferProgress  what on_progress gets, uploads and downloads alike
+---@field bytes_done integer
+---@field bytes_total? integer     nil while unknown
+---@field files_done integer
+---@field files_total integer      1 for an upload
+
+---@class atai.UploadOptions
+---@field name? string                 the file's name, its id (default: the base name)
+---@field file_type? string            default from the extension (text/csv, application/json, ...)
+---@field on_progress? fun(p: atai.TransferProgress)
+---@field multipart_threshold? integer from this size (bytes) on, the multipart flow (100 MiB)
+---@field concurrency? integer         parts in flight at once (4)
+---@field stall_timeout? number        seconds without a byte before an attempt fails (60)
+
+---@class atai.UploadResult
+---@field file_id string     the file's name: what a job's inputs reference
+---@field file_uid? string
+---@field num_bytes integer
+---@field route "direct"|"multipart"
+---@field is_valid? boolean  (direct) as the API says
+---@field upload_id? string  (multipart)
+---@field file_name? string  (multipart)
+---@field file_status? string (multipart) "Registered"
+
+---@class atai.DownloadOptions
+---@field on_progress? fun(p: atai.TransferProgress)
+---@field max_bytes? integer      refuse a body larger than this (too_large)
+---@field num_bytes? integer      the size the file must have
+---@field stall_timeout? number   seconds without a byte before an attempt fails (60)
+
+---@class atai.OutputsOptions
+---@field concurrency? integer    files in flight at once (8)
+---@field port_name? string
+---@field input_id? string
+---@field on_progress? fun(p: atai.TransferProgress)
+---@field max_bytes? integer      per file
+---@field stall_timeout? number
+
+---@class atai.DownloadFailure
+---@field output table        the output, as listed
+---@field err atai.Error
+---@field path string         where it would have gone
+
+---@class atai.DownloadSummary
+---@field downloaded integer
+---@field skipped integer     already complete (size = data.num_bytes)
+---@field failed atai.DownloadFailure[]
+---@field bytes integer       bytes downloaded by this call
+
+---@param path string
+---@param opts? atai.UploadOptions
+---@return atai.UploadResult|nil file
+---@return atai.Error|nil err
+function Client:upload_file(path, opts) end
+
+---@param name string   the file's name, its id
+---@param data string   the content
+---@param opts? atai.UploadOptions  (but name)
+---@return atai.UploadResult|nil file
+---@return atai.Error|nil err
+function Client:upload_data(name, data, opts) end
+
+---@return table|nil files  GET /files/metadata, as decoded
+---@return atai.Error|nil err
+function Client:files_list() end
+
+---@param id string  a file id (its name)
+---@return table|nil metadata  GET /files/metadata/{id}, as decoded
+---@return atai.Error|nil err
+function Client:file_info(id) end
+
+---@param id string
+---@return table|nil body  as decoded
+---@return atai.Error|nil err
+function Client:delete_file(id) end
+
+---@param id string
+---@param dest string  file path (written under a temporary name, then renamed)
+---@param opts? atai.DownloadOptions
+---@return true|nil ok
+---@return atai.Error|nil err
+function Client:download_file(id, dest, opts) end
+
+---@param url string   a presigned URL (https)
+---@param dest string
+---@param opts? atai.DownloadOptions
+---@return true|nil ok
+---@return atai.Error|nil err
+function Client:download(url, dest, opts) end
+
+---@param job_id string
+---@param dir string   made if needed
+---@param opts? atai.OutputsOptions
+---@return atai.DownloadSummary|nil summary  nil when listing the outputs fails
+---@return atai.Error|nil err
+function Client:download_outputs(job_id, dir, opts) end
+
 ---@class atai
 ---@field VERSION string
 ---@field null lightuserdata  a JSON null inside an array
@@ -488,5 +585,13 @@ atai.wait_job = Client.wait_job --[[@as fun(id: string, opts?: atai.WaitOptions)
 atai.get_jobs = Client.get_jobs --[[@as fun(ids: string[], opts?: table): table, table]]
 atai.wait_jobs = Client.wait_jobs --[[@as fun(ids: string[], opts?: atai.WaitOptions): table, table]]
 atai.poll = Client.poll --[[@as fun(seconds?: number, opts?: {budget?: number}): integer]]
+atai.upload_file = Client.upload_file --[[@as fun(path: string, opts?: atai.UploadOptions): atai.UploadResult|nil, atai.Error|nil]]
+atai.upload_data = Client.upload_data --[[@as fun(name: string, data: string, opts?: atai.UploadOptions): atai.UploadResult|nil, atai.Error|nil]]
+atai.files_list = Client.files_list --[[@as fun(): table|nil, atai.Error|nil]]
+atai.file_info = Client.file_info --[[@as fun(id: string): table|nil, atai.Error|nil]]
+atai.delete_file = Client.delete_file --[[@as fun(id: string): table|nil, atai.Error|nil]]
+atai.download_file = Client.download_file --[[@as fun(id: string, dest: string, opts?: atai.DownloadOptions): true|nil, atai.Error|nil]]
+atai.download = Client.download --[[@as fun(url: string, dest: string, opts?: atai.DownloadOptions): true|nil, atai.Error|nil]]
+atai.download_outputs = Client.download_outputs --[[@as fun(job_id: string, dir: string, opts?: atai.OutputsOptions): atai.DownloadSummary|nil, atai.Error|nil]]
 
 return atai

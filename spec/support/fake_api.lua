@@ -39,6 +39,10 @@
     lifecycle.lua  how created/retried jobs advance, one step per GET
     jobs.lua       handlers: list, get, create, cancel, retry, delete, queue
     job_io.lua     handlers: events, progress, inputs, counts, traces, outputs
+    files.lua      the Files API: POST /files (multipart, streamed), metadata, delete,
+                   download, and the multipart upload (initiate, complete, abort)
+    storage.lua    presigned URLs on this server: part PUTs, output blobs, signatures
+    blob.lua       the bytes of an output blob, made from its key
     routes.lua     the route table under /v0.5, authentication
     faults.lua     injected faults (what POST /_fake/faults can ask for)
     control.lua    the control API under /_fake/ (reset, faults, config, stats, shutdown)

@@ -4,14 +4,21 @@
     POST /_fake/reset     reload fixtures; clear faults, counters, request log, toggles
     POST /_fake/faults    {"method"?, "path" | "path_prefix"?, "responses": [F, ...]}
                           (F: see faults.lua)
-    POST /_fake/config    {"full_write_bodies", "ignore_offset", "page_total_lies"}
-    GET  /_fake/stats     {"connections", "accepted", "faults_pending", "requests": [...]}
+    POST /_fake/config    {"full_write_bodies", "ignore_offset", "page_total_lies",
+                           "part_size", "url_ttl", "expired_listings", "stale_listings",
+                           "max_upload_bytes"} (see state.default_config)
+    POST /_fake/outputs   {"job_id", "outputs": [{id?, filename, num_bytes, size?,
+                           port_name?, input_id?}]}: the job's outputs become these, their
+                           bytes served by the loopback storage (storage.lua)
+    GET  /_fake/stats     {"connections", "accepted", "faults_pending", "storage",
+                           "uploads", "files", "requests": [...]}
     POST /_fake/shutdown  respond, then exit
 ]]
 
 local json = require("fake_api.json")
 local errors = require("fake_api.errors")
 local jobs = require("fake_api.jobs")
+local records = require("fake_api.records")
 local state = require("fake_api.state")
 local store = require("fake_api.store")
 
@@ -62,12 +69,56 @@ local function set_config(req)
   return 200, state.config
 end
 
+-- The multipart uploads, for the specs: id -> {status, filename, num_bytes, parts}.
+local function uploads_view()
+  local view = json.object({}, {})
+  for id, u in pairs(state.uploads) do
+    local parts = json.array({})
+    for n, p in ipairs(u.parts) do
+      parts[n] = json.object({ part_number = n, offset = p.offset, length = p.length,
+        uploaded = p.etag ~= nil, puts = p.puts or 0, head = p.head or json.null },
+        { "part_number", "offset", "length", "uploaded", "puts", "head" })
+    end
+    view[id] = json.object({ status = u.status, filename = u.filename, num_bytes = u.num_bytes,
+      parts = parts }, { "status", "filename", "num_bytes", "parts" })
+  end
+  return view
+end
+
+-- The Files store, for the specs: name -> metadata plus head (first bytes) and content
+-- (small files only).
+local function files_view()
+  local view = json.object({}, {})
+  for name, f in pairs(state.files) do
+    local entry = json.copy(f.meta)
+    entry.head, entry.content = f.head or json.null, f.content or json.null
+    view[name] = entry
+  end
+  return view
+end
+
+-- POST /_fake/outputs: replace a job's outputs by blob-backed ones.
+local function set_outputs(req)
+  local body = control_body(req)
+  local rec = jobs.need_job(tostring(body.job_id))
+  if not json.is_array(body.outputs) then raise(400, "invalid_parameter", "'outputs' must be an array", nil) end
+  rec.outputs = {}
+  for i, o in ipairs(body.outputs) do
+    if not json.is_object(o) or type(o.filename) ~= "string" then
+      raise(400, "invalid_parameter", "outputs[" .. i .. "] needs a filename", nil)
+    end
+    rec.outputs[i] = records.blob_output(rec.job, o)
+  end
+  return 200, { outputs = json.array(rec.outputs) }
+end
+
 -- GET /_fake/stats: counters and the request log.
 local function get_stats()
   return 200, json.object({ connections = state.stats.connections,
     accepted = state.stats.accepted, faults_pending = faults_pending(),
-    requests = state.stats.requests },
-    { "connections", "accepted", "faults_pending", "requests" })
+    requests = state.stats.requests, storage = state.stats.storage, uploads = uploads_view(),
+    files = files_view() },
+    { "connections", "accepted", "faults_pending", "storage", "uploads", "files", "requests" })
 end
 
 -- POST /_fake/reset.
@@ -85,6 +136,7 @@ local CONTROL_ROUTES = {
   { "POST", "/_fake/reset",    do_reset },
   { "POST", "/_fake/faults",   add_fault },
   { "POST", "/_fake/config",   set_config },
+  { "POST", "/_fake/outputs",  set_outputs },
   { "GET",  "/_fake/stats",    get_stats },
   { "POST", "/_fake/shutdown", do_shutdown },
 }

@@ -8,6 +8,9 @@
     delay        seconds to wait before anything else
     close        close the connection without responding (after delay)
     close_after_bytes  announce full Content-Length, send n body bytes, close
+    stall_after_bytes, stall   a streamed body (an output blob) pauses `stall` seconds
+                 (default 2) after n bytes, then goes on
+    no_content_length  a streamed body goes without Content-Length, ended by the close
     gzip         gzip the body when Accept-Encoding allows; logged as "gzip"
     pass         serve the normal route (delay/headers/gzip/close_after_bytes still apply)
   F without status/body/json serves the normal route too. Custom status without a body

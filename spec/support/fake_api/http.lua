@@ -3,7 +3,10 @@
 
   Conn wraps an accepted socket (buffered reads that yield to the scheduler);
   read_request parses one request (Content-Length and chunked bodies, Expect:
-  100-continue); write_response serialises {status, headers, body}.
+  100-continue), or only its head when the body is to be streamed (req.reader hands
+  it out piece by piece, never whole: uploads far over MAX_BODY pass through);
+  write_response serialises {status, headers, body}, or {status, headers, stream}
+  whose body is made range by range (a download of any size).
 ]]
 
 local socket = require("socket")
@@ -100,36 +103,54 @@ end
 -- Close the socket.
 function Conn:close() self.sock:close() end
 
-local function read_chunked_body(conn, deadline)
-  local parts, size = {}, 0
-  while true do
+-- The next chunk size of a chunked body (after the previous chunk's CRLF unless
+-- `first`); 0 at the end, once the trailers are read. nil, err when malformed.
+local function next_chunk_size(conn, first, deadline)
+  if not first then
     local line, err = conn:read_line(deadline)
-    if not line then return nil, err end
-    local n = tonumber(line:match("^%s*(%x+)"), 16)
-    if not n then return nil, "bad chunk size" end
+    if line ~= "" then return nil, err or "bad chunk terminator" end
+  end
+  local line, err = conn:read_line(deadline)
+  if not line then return nil, err end
+  local n = tonumber(line:match("^%s*(%x+)"), 16)
+  if not n then return nil, "bad chunk size" end
+  if n == 0 then
+    repeat
+      local trailer, terr = conn:read_line(deadline)
+      if not trailer then return nil, terr end
+    until trailer == ""
+  end
+  return n
+end
+
+local function read_chunked_body(conn, deadline)
+  local parts, size, first = {}, 0, true
+  while true do
+    local n, err = next_chunk_size(conn, first, deadline)
+    if not n then return nil, err end
     if n == 0 then break end
-    size = size + n
+    first, size = false, size + n
     if size > MAX_BODY then return nil, "body too large" end
     local data, derr = conn:read_bytes(n, deadline)
     if not data then return nil, derr end
     parts[#parts + 1] = data
-    if conn:read_line(deadline) ~= "" then return nil, "bad chunk terminator" end
   end
-  repeat -- trailers, up to the empty line
-    local line, err = conn:read_line(deadline)
-    if not line then return nil, err end
-  until line == ""
   return table.concat(parts)
 end
 
-local function read_body(conn, req, deadline)
+-- Answers Expect: 100-continue when the request has a body.
+local function continue_body(conn, req)
   local te = (req.headers["transfer-encoding"] or ""):lower()
-  local length = req.headers["content-length"]
-  if te ~= "" or length then
-    if (req.headers["expect"] or ""):lower() == "100-continue" then
-      conn:send("HTTP/1.1 100 Continue\r\n\r\n")
-    end
+  if (te ~= "" or req.headers["content-length"])
+      and (req.headers["expect"] or ""):lower() == "100-continue" then
+    conn:send("HTTP/1.1 100 Continue\r\n\r\n")
   end
+  return te
+end
+
+local function read_body(conn, req, deadline)
+  local te = continue_body(conn, req)
+  local length = req.headers["content-length"]
   if te:find("chunked", 1, true) then return read_chunked_body(conn, deadline) end
   if not length then return "" end
   local n = tonumber(length:match("^%s*(%d+)%s*$"))
@@ -138,8 +159,54 @@ local function read_body(conn, req, deadline)
   return conn:read_bytes(n, deadline)
 end
 
--- Read one request; nil, err on EOF/timeout/malformed input.
-function http.read_request(conn)
+-- Up to `max` bytes of what the connection has (waiting for some); nil, err.
+function Conn:take(max, deadline)
+  if #self.buf == 0 then
+    local ok, err = self:fill(deadline)
+    if not ok then return nil, err end
+  end
+  local piece = self.buf:sub(1, max)
+  self.buf = self.buf:sub(max + 1)
+  return piece
+end
+
+-- req.reader for a streamed body: each call returns the next piece, nil at the end,
+-- or nil, err. req.bytes counts what was read; req.body_done is set at the end.
+local function body_reader(conn, req)
+  local chunked = continue_body(conn, req):find("chunked", 1, true) ~= nil
+  local left = chunked and 0 or tonumber((req.headers["content-length"] or "0"):match("^%s*(%d+)%s*$"))
+  local first = true
+  req.bytes = 0
+  if not left then return function() return nil, "bad content-length" end end
+  return function()
+    local deadline = now() + READ_TIMEOUT
+    if req.body_done then return nil end
+    if chunked and left == 0 then
+      local n, err = next_chunk_size(conn, first, deadline)
+      if not n then return nil, err end
+      first, left = false, n
+    end
+    if left == 0 then req.body_done = true; return nil end
+    local piece, err = conn:take(math.min(left, 65536), deadline)
+    if not piece then return nil, err end
+    left = left - #piece
+    req.bytes = req.bytes + #piece
+    return piece
+  end
+end
+
+-- Reads and drops what is left of a streamed body; true or nil, err.
+function http.drain(req)
+  while req.reader and not req.body_done do
+    local piece, err = req.reader()
+    if not piece and err then return nil, err end
+  end
+  return true
+end
+
+-- Read one request; nil, err on EOF/timeout/malformed input. When `streamed(req)` is
+-- true after the head, the body is left to req.reader (req.body stays "").
+function http.read_request(conn, streamed)
   local line, err
   repeat -- tolerate stray CRLFs between requests
     line, err = conn:read_line(now() + KEEPALIVE_IDLE)
@@ -163,6 +230,10 @@ function http.read_request(conn)
   local req = { method = method:upper(), target = target, path = path, query = query,
                 version = version, headers = headers, raw_headers = raw_headers }
   req.params, req.params_all = util.parse_query(query)
+  if streamed and streamed(req) then
+    req.body, req.reader = "", body_reader(conn, req)
+    return req
+  end
   local body, berr = read_body(conn, req, deadline)
   if not body then return nil, berr end
   req.body = body
@@ -185,8 +256,30 @@ function http.header_key(headers, name)
   return nil
 end
 
--- Serialise a response {status, headers, body}. `keep` decides the Connection header;
--- `truncate` (bytes) announces the full Content-Length but sends only a prefix.
+local STREAM_PIECE = 256 * 1024
+
+-- Sends the body of resp.stream = {length, range(offset, len)}: `truncate` bytes at
+-- most; resp.stall = {after = bytes, seconds = s} pauses once mid-body.
+local function send_stream(conn, resp, truncate)
+  local length, sent, stall = resp.stream.length, 0, resp.stall
+  local limit = truncate and math.min(truncate, length) or length
+  while sent < limit do
+    local n = math.min(STREAM_PIECE, limit - sent)
+    if stall and sent < stall.after then n = math.min(n, stall.after - sent) end
+    if stall and sent == stall.after then sched.sleep(stall.seconds); stall = nil end
+    if n > 0 then
+      local ok = conn:send(resp.stream.range(sent, n))
+      if not ok then return nil end
+      sent = sent + n
+    end
+  end
+  return true
+end
+
+-- Serialise a response {status, headers, body} (or {status, headers, stream}, see
+-- send_stream; resp.no_length sends it without Content-Length, ended by the close).
+-- `keep` decides the Connection header; `truncate` (bytes) announces the full
+-- Content-Length but sends only a prefix.
 function http.write_response(conn, resp, keep, truncate)
   local body = resp.body or ""
   local no_body = resp.status == 304 or resp.status == 204
@@ -194,7 +287,10 @@ function http.write_response(conn, resp, keep, truncate)
   local headers = resp.headers or {}
   local length_key = http.header_key(headers, "Content-Length")
   if length_key then headers[length_key] = nil end
-  if not no_body then
+  if resp.stream then
+    headers["Content-Length"] = not resp.no_length and tostring(resp.stream.length) or nil
+    keep = keep and not resp.no_length
+  elseif not no_body then
     if body ~= "" and not http.header_key(headers, "Content-Type") then
       headers["Content-Type"] = "application/json"
     end
@@ -210,6 +306,10 @@ function http.write_response(conn, resp, keep, truncate)
   table.sort(names)
   for _, name in ipairs(names) do lines[#lines + 1] = name .. ": " .. tostring(headers[name]) end
   local head = table.concat(lines, "\r\n") .. "\r\n\r\n"
+  if resp.stream then
+    if not conn:send(head) then return nil end
+    return send_stream(conn, resp, truncate)
+  end
   if truncate then body = body:sub(1, truncate) end
   return conn:send(head .. body)
 end

@@ -8,6 +8,7 @@ local errors = require("fake_api.errors")
 local jobs = require("fake_api.jobs")
 local paging = require("fake_api.paging")
 local records = require("fake_api.records")
+local storage = require("fake_api.storage")
 local util = require("fake_api.util")
 
 local raise = errors.raise
@@ -35,9 +36,15 @@ local list_progress = child_list("progress", "entries", { kind = "kind", input_i
 -- GET /batch/jobs/{id}/inputs (filters: port_name, status).
 local list_inputs = child_list("inputs", "inputs", { port_name = "port_name", status = "status" })
 
--- GET /batch/jobs/{id}/outputs (filters: port_name, input_id).
-local list_outputs = child_list("outputs", "outputs",
+-- GET /batch/jobs/{id}/outputs (filters: port_name, input_id); outputs served by the
+-- loopback storage get fresh presigned URLs on every call.
+local list_outputs_page = child_list("outputs", "outputs",
   { port_name = "port_name", input_id = "input_id" })
+local function list_outputs(req, id)
+  local status, body = list_outputs_page(req, id)
+  body.outputs = storage.fresh_outputs(body.outputs)
+  return status, body
+end
 
 -- The newest progress entry of an input, or null.
 local function latest_progress_of(rec, input_id)

@@ -12,6 +12,7 @@
 local socket = require("socket")
 local json = require("fake_api.json")
 local state = require("fake_api.state")
+local storage = require("fake_api.storage")
 local util = require("fake_api.util")
 
 local now = socket.gettime
@@ -115,18 +116,27 @@ local function tracked_port_of(job)
   return "worker.inference"
 end
 
--- Append the output of a finished input.
+-- An output of `job` whose bytes the loopback storage serves (storage.lua, blob.lua);
+-- from `o`: id, port_name, input_id, input_file_id, filename, num_bytes (json.null:
+-- none), size (bytes served, default num_bytes). Listings refresh its URL.
+local function blob_output(job, o, at)
+  local id = o.id or ("out_" .. random_alnum(12))
+  local size = math.tointeger(o.size) or math.tointeger(o.num_bytes) or 0
+  storage.add_blob(id, size)
+  state.blob_of[id] = id
+  return json.object({
+    id = id, job_id = job.id, port_name = o.port_name or output_port_of(job),
+    input_id = o.input_id or json.null, input_file_id = o.input_file_id or json.null,
+    data = data_ref((storage.url("/_blob/" .. id, state.config.url_ttl)), o.filename, o.num_bytes),
+    expires_at = iso_time(now() + state.config.url_ttl), created_at = at or iso_time(),
+  }, OUTPUT_FIELDS)
+end
+
+-- Append the output of a finished input (a CSV served by the loopback storage).
 local function add_output(rec, input, at)
-  local job = rec.job
   local stem = input.file_id:gsub("%.%w+$", "")
-  local filename = "pred_" .. stem .. "_part_1.csv"
-  table.insert(rec.outputs, json.object({
-    id = "out_" .. random_alnum(12), job_id = job.id, port_name = output_port_of(job),
-    input_id = input.id, input_file_id = input.file_id,
-    data = data_ref("https://storage.example.com/outputs/" .. job.id .. "/" .. filename
-                    .. "?X-Amz-Signature=fake", filename, 2048),
-    expires_at = iso_time(now() + 3600), created_at = at or iso_time(),
-  }, OUTPUT_FIELDS))
+  table.insert(rec.outputs, blob_output(rec.job, { input_id = input.id, input_file_id = input.file_id,
+    filename = "pred_" .. stem .. "_part_1.csv", num_bytes = 2048 }, at))
 end
 
 -- Append an input record on `port`; returns it.
@@ -278,7 +288,7 @@ return {
   PIPELINE_FIELDS = PIPELINE_FIELDS, TERMINAL = TERMINAL, CANCELLABLE = CANCELLABLE,
   RETRYABLE = RETRYABLE,
   is_set = is_set, add_event = add_event, add_progress = add_progress,
-  add_output = add_output, new_input = new_input, count_inputs = count_inputs,
+  add_output = add_output, blob_output = blob_output, new_input = new_input, count_inputs = count_inputs,
   mutated = mutated, finish_input = finish_input, new_record = new_record,
   synthesize_children = synthesize_children, seed_tep_children = seed_tep_children,
 }

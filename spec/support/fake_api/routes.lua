@@ -7,6 +7,8 @@ local errors = require("fake_api.errors")
 local jobs = require("fake_api.jobs")
 local job_io = require("fake_api.job_io")
 local registry = require("fake_api.registry")
+local files = require("fake_api.files")
+local storage = require("fake_api.storage")
 local state = require("fake_api.state")
 local util = require("fake_api.util")
 
@@ -32,6 +34,14 @@ local ROUTES = {
   { "GET",    "^/batch/registry/pipelines$",                  registry.list_pipelines },
   { "GET",    "^/batch/registry/pipelines/([^/]+)$",          registry.get_pipeline },
   { "GET",    "^/batch/registry/pipelines/([^/]+)/schema$",   registry.get_pipeline_schema },
+  { "POST",   "^/files$",                                     files.upload },
+  { "GET",    "^/files/metadata$",                            files.list },
+  { "GET",    "^/files/metadata/([^/]+)$",                    files.metadata },
+  { "DELETE", "^/files/delete/([^/]+)$",                      files.delete },
+  { "GET",    "^/files/download/([^/]+)$",                    files.download },
+  { "POST",   "^/files/uploads/initiate$",                    files.initiate },
+  { "POST",   "^/files/uploads/([^/]+)/complete$",            files.complete },
+  { "POST",   "^/files/uploads/([^/]+)/abort$",               files.abort },
 }
 
 local API_PREFIX = "/v0.5"
@@ -43,8 +53,10 @@ local function auth_state(req)
   return value == "Bearer " .. state.opts.key and "ok" or "wrong"
 end
 
--- The normal (fault-free) behaviour of the API.
+-- The normal (fault-free) behaviour of the API; paths of the storage host (presigned
+-- URLs: no key) go to storage.lua.
 local function api_response(req)
+  if storage.owns(req.path) then return storage.serve(req) end
   return guarded(function()
     if req.path:sub(1, #API_PREFIX + 1) ~= API_PREFIX .. "/" then
       raise(404, "not_found", "No route for " .. req.method .. " " .. req.path, nil)
@@ -67,4 +79,7 @@ local function api_response(req)
   end)
 end
 
-return { ROUTES = ROUTES, auth_state = auth_state, api_response = api_response }
+-- Whether a request's body is streamed to its handler rather than read whole first.
+local function streams(req) return files.streams(req) or storage.streams(req) end
+
+return { ROUTES = ROUTES, auth_state = auth_state, api_response = api_response, streams = streams }

@@ -18,6 +18,7 @@ local http = require("fake_api.http")
 local routes = require("fake_api.routes")
 local sched = require("fake_api.sched")
 local state = require("fake_api.state")
+local storage = require("fake_api.storage")
 local store = require("fake_api.store")
 local util = require("fake_api.util")
 
@@ -35,7 +36,7 @@ local function log_request(req, conn)
   local entry = json.object({ method = req.method, path = req.path, query = req.query,
     headers = headers, auth = routes.auth_state(req), body = req.body, gzip = false,
     conn = conn.serial, t = now() },
-    { "method", "path", "query", "headers", "auth", "body", "gzip", "conn", "t", "t_reply" })
+    { "method", "path", "query", "headers", "auth", "body", "bytes", "gzip", "conn", "t", "t_reply" })
   table.insert(state.stats.requests, entry)
   if conn.counted ~= state.generation then
     conn.counted = state.generation
@@ -56,6 +57,7 @@ local function serve_api(req, conn)
   if f.close == true then return nil end
   local custom = not f.pass and (f.status ~= nil or f.body ~= nil or f.json ~= nil)
   local resp = custom and faults.custom_response(f) or routes.api_response(req)
+  if not resp then return nil end -- a streamed body broke off: nothing to answer
   faults.merge_headers(resp, f.headers)
   if f.gzip == true and resp.body and util.accepts_gzip(req.headers["accept-encoding"]) then
     resp.body = util.gzip_string(resp.body)
@@ -64,14 +66,19 @@ local function serve_api(req, conn)
     entry.gzip = true
   end
   resp.truncate = math.tointeger(f.close_after_bytes)
+  if resp.stream and tonumber(f.stall_after_bytes) then
+    resp.stall = { after = math.tointeger(f.stall_after_bytes), seconds = tonumber(f.stall) or 2 }
+  end
+  if resp.stream and f.no_content_length == true then resp.no_length, resp.close = true, true end
   entry.t_reply = now()
+  req.log_entry = entry
   return resp
 end
 
 -- Serve the requests of one connection until it closes.
 local function serve_connection(conn)
   while true do
-    local req, err = http.read_request(conn)
+    local req, err = http.read_request(conn, routes.streams)
     if not req then
       if err ~= "closed" and err ~= "timeout" then
         local status = err == "body too large" and 413 or 400
@@ -83,13 +90,22 @@ local function serve_connection(conn)
     state.last_activity = now()
     log("%s %s", req.method, req.path)
     local resp
+    local kind = storage.kind(req)
+    if kind then storage.count(kind, 1) end
     if req.path:sub(1, 7) == "/_fake/" then resp = control.serve(req)
     else resp = serve_api(req, conn) end
-    if not resp then break end  -- fault: close without a response
+    -- a streamed body the handler did not read (an error, a fault) is read and dropped
+    if resp and not http.drain(req) then resp = nil end
+    if req.reader and req.log_entry then req.log_entry.bytes = req.bytes end
+    if not resp then  -- fault: close without a response
+      if kind then storage.count(kind, -1) end
+      break
+    end
     local forced = http.header_key(resp.headers, "Connection")
     local keep = http.wants_keep_alive(req) and not resp.close and not resp.truncate
       and not (forced and resp.headers[forced]:lower() == "close")
     local sent = http.write_response(conn, resp, keep, resp.truncate)
+    if kind then storage.count(kind, -1) end
     if resp.shutdown then sched.stopping = true end
     if not sent or not keep then break end
   end
@@ -108,10 +124,11 @@ end
 local function run()
   local opts = state.opts
   math.randomseed(os.time(), math.floor(now() * 1e6) % 1000003)
-  store.reset_all()
   local listener = assert(socket.bind("127.0.0.1", opts.port, 128))
   listener:settimeout(0)
   local _, port = listener:getsockname()
+  state.port = tonumber(port) -- before the store: presigned URLs point here
+  store.reset_all()
   io.stdout:write("PORT ", port, "\n")
   if opts.user then io.stdout:write(table.concat(demo.listing(port), "\n"), "\n") end
   io.stdout:flush()

@@ -19,6 +19,11 @@ local state = {
     user = false,       -- user mode: demo jobs and the printed listing
   },
   store = nil,          -- see store.load()
+  port = nil,           -- the port listened on (presigned URLs point back to it)
+  files = {},           -- Files API: name → {meta, content, head} (files.lua)
+  uploads = {},         -- multipart uploads: upload_id → {parts, status, ...} (files.lua)
+  blobs = {},           -- output bytes: key → {size} (storage.lua, blob.lua)
+  blob_of = {},         -- output id → blob key, for outputs served from loopback
   faults = {},          -- fault rules, in registration order
   config = nil,         -- toggles, see state.default_config()
   stats = nil,          -- {connections, accepted, requests}
@@ -29,12 +34,18 @@ local state = {
 
 -- The toggles of POST /_fake/config, as after a reset.
 function state.default_config()
-  return { full_write_bodies = false, ignore_offset = false, page_total_lies = 0 }
+  return { full_write_bodies = false, ignore_offset = false, page_total_lies = 0,
+    part_size = 5 * 1024 * 1024,       -- bytes per part of a multipart upload
+    url_ttl = 3600,                    -- seconds a presigned URL is valid
+    expired_listings = 0,              -- next N output pages: URLs already expired
+    stale_listings = 0,                -- the same, with expires_at in the past too
+    max_upload_bytes = 255000000 }     -- POST /files refuses more (413)
 end
 
 -- Clear the connection counters and the request log.
 function state.reset_counters()
-  state.stats = { connections = 0, accepted = 0, requests = json.array({}) }
+  state.stats = { connections = 0, accepted = 0, requests = json.array({}),
+    storage = require("fake_api.storage").new_stats() }
   state.generation = state.generation + 1
 end
 

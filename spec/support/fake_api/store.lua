@@ -60,9 +60,10 @@ end
 
 -- Reload the fixtures; clear faults, toggles, counters and the request log.
 function store_mod.reset_all()
+  state.files, state.uploads, state.blobs, state.blob_of = {}, {}, {}, {}
+  state.config = state.default_config()
   store_mod.load()
   state.faults = {}
-  state.config = state.default_config()
   state.reset_counters()
 end
 
