@@ -38,7 +38,7 @@ EOF
 
 start=$(date +%s)
 env -u ATAI_API_KEY -u ATAI_API_ENDPOINT \
-  ATAI_TEST_LUA=lua5.4 ATAI_TEST_CPATH="./$build/?.so" \
+  ATAI_TEST_LUA=lua5.4 ATAI_TEST_CPATH="./$build/?.so" ATAI_TEST_BIG_MB=4 \
   LD_PRELOAD="$runtime" \
   ASAN_SYMBOLIZER_PATH="$symbolizer" \
   ASAN_OPTIONS="detect_leaks=1:log_path=$reports/asan" \
