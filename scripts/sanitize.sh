@@ -16,7 +16,8 @@ runtime=$2
 symbolizer=$3
 shift 3
 
-reports="$build/reports"
+# absolute: specs run children in other folders, whose reports must land here
+reports="$(pwd)/$build/reports"
 rm -rf "$reports"
 mkdir -p "$reports"
 
