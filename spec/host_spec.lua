@@ -88,9 +88,10 @@ describe("examples/host.c", function()
     -- 300 ms at 60 Hz: the loop kept its frames while the answers were out
     assert.is_true(frames >= 18, out)
     assert.is_nil(out:find(KEY, 1, true))
+    -- a measure, reported; speed is not asserted
     print(("\nreport  host: 50 get_jobs answered after 300 ms, at most 4 started per frame, "
-      .. "poll(0, {budget = 0.002}) each frame: frames=%d worst frame %.3f ms wall (goal <= 2 ms), "
-      .. "%.3f ms CPU"):format(frames, worst, cpu))
+      .. "poll(0, {budget = 0.002}) each frame: frames=%d, worst frame %.3f ms wall (goal <= 2 ms: %s), "
+      .. "%.3f ms CPU"):format(frames, worst, worst <= 2 and "met" or "NOT met", cpu))
   end)
 
   it("exits 1 when a job does not come back, saying why", function()

@@ -84,10 +84,11 @@ return function(t)
     client:close()
     expect(finished, ("%d of 20 completed"):format(done))
     equal(0, #failed, "failed requests (" .. table.concat(failed, "; ") .. ")")
-    say(("report  heartbeat: largest gap %.1f ms (goal <= 30 ms) over %d ticks of 10 ms, while 20 "
-      .. "get_jobs answered after 300 ms completed through atai.uv in %.0f ms"):format(worst, ticks, elapsed))
+    -- a measure, reported; speed is not asserted
+    say(("report  heartbeat: largest gap %.1f ms (goal <= 30 ms: %s) over %d ticks of 10 ms, while 20 "
+      .. "get_jobs answered after 300 ms completed through atai.uv in %.0f ms")
+      :format(worst, worst <= 30 and "met" or "NOT met", ticks, elapsed))
     expect(elapsed >= 300, "the server answered before 300 ms: is --latency in effect?")
-    expect(worst <= 30, ("largest heartbeat gap %.1f ms, goal <= 30 ms"):format(worst))
   end)
 
   it("a callback's error is reported like a scheduled callback's; the other callbacks run", function()
