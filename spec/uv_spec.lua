@@ -244,6 +244,36 @@ describe("atai.uv under luv", function()
     assert.are.same({}, polled_fds())
   end)
 
+  it("a callback may open a pipe on the fd number libcurl just closed", function()
+    -- a new client: its one connection is closed by the server, then by libcurl
+    local c = atai.new { endpoint = t.srv.endpoint, api_key = t.srv.key, max_retries = 0 }
+    finally(function() c:close() end)
+    t.srv:fault { method = "GET", path = "/v0.5/batch/jobs/" .. SEED, responses = { { delay = 0.05, close = true } } }
+    detach = atai_uv.attach(c, uv)
+    local curl_fd, pipe_fd, opened, received
+    local probe = uv.new_timer()
+    probe:start(1, 1, function() curl_fd = next(c:sockets()) or curl_fd end)
+    probe:unref()
+    c.async:get_job(SEED):on_done(function()
+      local fds = uv.pipe()
+      pipe_fd = fds.read
+      local r, w = uv.new_pipe(), uv.new_pipe()
+      opened = { r:open(fds.read) }
+      w:open(fds.write)
+      r:read_start(function(_, data)
+        received = data
+        r:close()
+      end)
+      w:write("ping", function() w:close() end)
+    end)
+    run_loop()
+    probe:close()
+    assert.is_number(curl_fd)
+    assert.are.equal(curl_fd, pipe_fd, "the pipe did not get libcurl's old fd: the case was not tried")
+    assert.are.same({ 0 }, opened)
+    assert.are.equal("ping", received)
+  end)
+
   it("notices when someone else's poll finished the work, and lets the loop end", function()
     slow(t.srv, "/v0.5/batch/jobs/" .. SEED, 1, 0.1)
     detach = atai_uv.attach(t.client, uv)

@@ -17,6 +17,10 @@
 -- or error event only asks for a poll: poll(0) polls the sockets itself,
 -- so libcurl sees the error too.
 --
+-- Before the poll's callbacks run, the handles of the sockets libcurl
+-- closed in that poll are closed too (a callback queued ahead of them), so
+-- a callback that opens a pipe or socket can have the same fd number.
+--
 -- Where callbacks run. In Neovim, poll(0) runs from vim.schedule, so
 -- completion callbacks may use vim.api; at most one poll is scheduled at a
 -- time. Under plain luv it runs in the handle's callback. An error raised
@@ -173,14 +177,21 @@ local function new_driver(uv, resolve, opts)
     d.report(("cannot watch socket %d (%s); polling every 10 ms instead"):format(fd, tostring(err)), "")
   end
 
-  -- Makes the handles match client:sockets() and client:timeout().
-  local function sync()
-    local client = d.client
-    local want = client and client:sockets() or {}
-    local failed = false
+  -- Closes the poll handles of sockets libcurl no longer wants; returns
+  -- what it wants.
+  local function drop_stale()
+    local want = d.client and d.client:sockets() or {}
     for fd in pairs(polls) do
       if not want[fd] then close_poll(fd) end
     end
+    return want
+  end
+
+  -- Makes the handles match client:sockets() and client:timeout().
+  local function sync()
+    local client = d.client
+    local want = drop_stale()
+    local failed = false
     for fd, events in pairs(want) do
       local p, err = polls[fd], nil
       if not p then
@@ -202,7 +213,16 @@ local function new_driver(uv, resolve, opts)
     arm(timeout)
   end
 
+  -- The first callback of each poll: libcurl may have closed sockets in
+  -- its I/O phase, and a callback that opens a pipe or socket may get the
+  -- same fd number, which the loop refuses (EEXIST) while a stale handle
+  -- holds it. Queued before the poll, this runs ahead of the callbacks.
+  local function before_callbacks()
+    if not detached then drop_stale() end
+  end
+
   local function poll_once()
+    d.client:_defer(false, before_callbacks)
     return d.client:poll(0)
   end
 
