@@ -360,4 +360,22 @@ atai.pipeline_schema = Client.pipeline_schema --[[@as fun(id: string): table|nil
 atai.find_pipeline = Client.find_pipeline --[[@as fun(key: string, filter?: table): table|nil, atai.Error|nil]]
 atai.wait_job = Client.wait_job --[[@as fun(id: string, opts?: atai.WaitOptions): atai.Job|nil, atai.Error|nil]]
 
+---@class atai.UvOptions
+---@field on_error? fun(err: any)  a callback's error (default: Neovim's error reporting, or stderr with a traceback under luv)
+
+--- atai.uv: drives a client from a libuv loop (Neovim's vim.uv or vim.loop, or luv).
+---@class atai.uv
+local atai_uv = {}
+
+--- Drives `client` (nil: the default client, and the new one after each
+--- atai.configure) from the libuv loop `uv`: its sockets and timers are
+--- watched by the loop, callbacks run from vim.schedule in Neovim. Returns
+--- detach(), which stops and closes every handle it made. Raises when the
+--- client is already attached.
+---@param client atai.Client|nil
+---@param uv table  vim.uv, vim.loop or require("luv")
+---@param opts? atai.UvOptions
+---@return fun() detach
+function atai_uv.attach(client, uv, opts) end
+
 return atai
