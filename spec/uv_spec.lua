@@ -152,6 +152,20 @@ describe("atai.uv under luv", function()
     assert.are.equal(SEED, got and got.id)
   end)
 
+  it("runs an atai.run coroutine started before uv.run() to its end", function()
+    detach = atai_uv.attach(t.client, uv)
+    local h = atai.run(function()
+      local job = t.client:get_job(SEED) -- awaits: the coroutine yields here
+      local failed = t.client:get_job("job_failed")
+      return job.id, failed.status
+    end)
+    run_loop()
+    assert.is_true(h:done())
+    local id, status = h:result()
+    assert.are.equal(SEED, id)
+    assert.are.equal("FAILED", status)
+  end)
+
   it("watches each socket libcurl wants with one poll handle, and nothing more", function()
     slow(t.srv, "/v0.5/batch/jobs/" .. SEED, 12, 0.05)
     detach = atai_uv.attach(t.client, uv)

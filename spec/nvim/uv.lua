@@ -56,6 +56,24 @@ return function(t)
     vim.api.nvim_buf_delete(buf, { force = true })
   end)
 
+  it("an atai.run coroutine on a driven client resumes where vim.api works", function()
+    local client = new_client()
+    local detach = atai_uv.attach(client, uv)
+    local fast, line
+    local h = atai.run(function()
+      local job = client:get_job(SEED) -- awaits
+      fast = vim.in_fast_event()
+      line = vim.api.nvim_get_current_line()
+      return job.status
+    end)
+    expect(wait_for(function() return h:done() end), "the coroutine did not finish")
+    equal("COMPLETED", (h:result()), "the coroutine's result")
+    equal(false, fast, "vim.in_fast_event() in the coroutine")
+    equal("string", type(line), "vim.api.nvim_get_current_line() in the coroutine")
+    detach()
+    client:close()
+  end)
+
   it("the UI loop keeps its 10 ms heartbeat while 20 get_jobs at 300 ms complete through atai.uv", function()
     expect(slow_endpoint, "ATAI_SLOW_ENDPOINT is not set (scripts/test_nvim.sh sets it)")
     local client = new_client { endpoint = slow_endpoint, max_concurrency = 20 }
