@@ -47,6 +47,12 @@
 --     luv, requests made before uv.run().
 -- A repeating "kick" timer would do either job only by waking the loop
 -- when there is nothing to do, or by adding its period to every start.
+--
+-- Limit: when something else steps the engine while a driver is attached
+-- (a blocking call, h:wait(), client:poll()), the callbacks run there may
+-- still meet a handle on a socket libcurl closed in that step, so a pipe
+-- or socket they open can get EEXIST. Only the engine can close that gap
+-- (keep a closed socket's fd open until client:sockets() has been read).
 
 local core = require("atai.core")
 
@@ -135,6 +141,7 @@ local function new_driver(uv, resolve, opts)
   local new_poll = uv.new_socket_poll or uv.new_poll
   local polls = {} -- fd -> poll handle
   local on_ready = {} -- fd -> its handle's callback
+  local refused = {} -- fd -> true: the loop would not watch it (asked once)
   local timer, prepare = uv.new_timer(), uv.new_prepare()
   local armed -- loop time (ms) the timer fires at, or nil when stopped
   local schedule = nvim_schedule(uv)
@@ -184,6 +191,9 @@ local function new_driver(uv, resolve, opts)
     for fd in pairs(polls) do
       if not want[fd] then close_poll(fd) end
     end
+    for fd in pairs(refused) do
+      if not want[fd] then refused[fd] = nil end
+    end
     return want
   end
 
@@ -194,7 +204,7 @@ local function new_driver(uv, resolve, opts)
     local failed = false
     for fd, events in pairs(want) do
       local p, err = polls[fd], nil
-      if not p then
+      if not p and not refused[fd] then
         p, err = new_poll(fd)
         if p then
           local handle = p
@@ -205,7 +215,8 @@ local function new_driver(uv, resolve, opts)
         p:start(events, on_ready[fd])
       else
         failed = true
-        on_poll_failed(fd, err)
+        if not refused[fd] then on_poll_failed(fd, err) end
+        refused[fd] = true
       end
     end
     local timeout = client and client:timeout()
@@ -296,6 +307,7 @@ local function new_driver(uv, resolve, opts)
   -- was replaced, or attached on its own).
   function d.forget()
     for fd in pairs(polls) do close_poll(fd) end
+    refused = {}
     d.client = nil
   end
 
