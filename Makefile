@@ -1,6 +1,7 @@
 # atai: build, test and demo the Lua client for Archetype AI's Batch API.
 #
-#   make [LUA=lua5.4]     build build/$(LUA)/atai/core.so
+#   make [LUA=lua5.4]     build build/$(LUA)/atai/core.so, and build/host
+#                         (examples/host.c: a C host embedding Lua 5.4)
 #   make test             the busted suite under $(LUA) (default lua5.4)
 #   make demo             examples/get_job.lua against the fake API server
 #   make fake-server      the fake API in the foreground, to try atai by hand:
@@ -50,6 +51,7 @@ CC         ?= cc
 CFLAGS     ?= -O2 -g
 BUILD      := build/$(LUA)
 SO         := $(BUILD)/atai/core.so
+HOST       := build/host
 SOURCES    := $(wildcard src/*.c src/*.h)
 WARN       := -std=c99 -Wall -Wextra -Werror -pedantic
 LUA_CFLAGS  = $(shell pkg-config --cflags $(LUA))
@@ -76,7 +78,7 @@ INST_BIN    = $(DESTDIR)$(PREFIX)/bin
 
 .PHONY: all deps test demo fake-server memcheck test-all test-nvim rock-check bench clean install uninstall env
 
-all: $(SO)
+all: $(SO) $(HOST)
 
 deps:
 	@sh scripts/deps.sh $(LUA) $(DEPS_EXTRA)
@@ -85,8 +87,13 @@ $(SO): $(SOURCES)
 	@mkdir -p $(BUILD)/atai
 	$(CC) $(CFLAGS) $(WARN) -fPIC $(LUA_CFLAGS) $(CURL_CFLAGS) -shared -o $@ src/core.c $(CURL_LIBS)
 
+# Lua 5.4 whatever LUA is; -Wl,-E exports its C API to the modules it loads.
+$(HOST): examples/host.c
+	@mkdir -p build
+	$(CC) $(CFLAGS) $(WARN) -o $@ examples/host.c $$(pkg-config --cflags --libs lua5.4) -Wl,-E
+
 test: deps
-	@$(MAKE) --no-print-directory $(SO)
+	@$(MAKE) --no-print-directory $(SO) $(HOST)
 	$(BUSTED)
 
 demo: deps
@@ -101,7 +108,7 @@ fake-server:
 memcheck:
 	@$(MAKE) --no-print-directory deps DEPS_EXTRA=valgrind
 	@$(MAKE) --no-print-directory $(SO)
-	$(BUSTED_ENV) ATAI_TEST_BIG_MB=4 LD_PRELOAD=$$(pkg-config --variable=libdir libcurl)/libcurl.so.4 \
+	$(BUSTED_ENV) ATAI_TEST_BIG_MB=4 LD_PRELOAD="$$(pkg-config --variable=libdir libcurl)/libcurl.so.4 $$(pkg-config --variable=libdir libcurl)/liblua5.4-luv.so.0" \
 	  valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect \
 	  --errors-for-leak-kinds=definite,indirect --error-exitcode=99 \
 	  --suppressions=spec/support/valgrind.supp $(BUSTED_RUN) --exclude-pattern=cli_spec

@@ -66,6 +66,7 @@ build = {
     ["atai.pages"] = "lua/atai/pages.lua",
     ["atai.stream"] = "lua/atai/stream.lua",
     ["atai.types"] = "lua/atai/types.lua",
+    ["atai.uv"] = "lua/atai/uv.lua",
     ["atai.wait"] = "lua/atai/wait.lua",
   },
   -- The command line: LuaRocks puts a wrapper in the tree's bin/ that runs
@@ -79,10 +80,12 @@ build = {
 -- `luarocks make && luarocks test` from a checkout: busted reads .busted,
 -- which finds lua/ and the atai/core.so that `luarocks make` left in the
 -- checkout. The fake API server it starts needs lua5.4 on PATH (or
--- ATAI_FAKE_LUA naming a Lua 5.3+ with LuaSocket and lua-cjson).
+-- ATAI_FAKE_LUA naming a Lua 5.3+ with LuaSocket and lua-cjson). luv is
+-- the libuv loop spec/uv_spec.lua drives atai.uv from.
 test_dependencies = {
   "busted",
   "luasocket",
+  "luv",
 }
 
 test = {

@@ -1,13 +1,19 @@
 # fake_server.sh: sourced by scripts that need the fake Archetype API.
-# fake_server_start runs spec/support/fake_api.lua (always under lua5.4)
-# and exports ATAI_API_ENDPOINT and ATAI_API_KEY for it; fake_server_stop
-# ends it.
+# fake_server_start [ARGS...] runs spec/support/fake_api.lua (always under
+# lua5.4) with these extra arguments (e.g. --latency 300) and exports
+# ATAI_API_ENDPOINT and ATAI_API_KEY for it; it may be called again for
+# more servers (the exports then name the last one). fake_server_stop ends
+# them all.
 FAKE_KEY=${FAKE_KEY:-test-key}
+fake_pids=""
+fake_outs=""
 
 fake_server_start() {
   fake_out=$(mktemp)
-  lua5.4 spec/support/fake_api.lua --port 0 --key "$FAKE_KEY" >"$fake_out" &
+  lua5.4 spec/support/fake_api.lua --port 0 --key "$FAKE_KEY" "$@" >"$fake_out" &
   fake_pid=$!
+  fake_pids="$fake_pids $fake_pid"
+  fake_outs="$fake_outs $fake_out"
   tries=0
   while ! grep -q '^PORT ' "$fake_out" 2>/dev/null; do
     tries=$((tries + 1))
@@ -23,7 +29,12 @@ fake_server_start() {
 }
 
 fake_server_stop() {
-  kill "$fake_pid" 2>/dev/null || true
-  wait "$fake_pid" 2>/dev/null || true
-  rm -f "$fake_out"
+  for pid in $fake_pids; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  # shellcheck disable=SC2086
+  [ -z "$fake_outs" ] || rm -f $fake_outs
+  fake_pids=""
+  fake_outs=""
 }

@@ -106,7 +106,7 @@ for _, rock in ipairs(ROCKSPECS) do
     it("runs the busted suite as its test", function()
       assert.are.equal("command", spec.test.type)
       assert.are.equal("busted", spec.test.command)
-      assert.are.same({ "busted", "luasocket" }, spec.test_dependencies)
+      assert.are.same({ "busted", "luasocket", "luv" }, spec.test_dependencies)
     end)
   end)
 end

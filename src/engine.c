@@ -786,11 +786,32 @@ static int l_client_pending(lua_State *L) {
   return 1;
 }
 
+/* Whether callbacks wait in c's queue or the global one (poll drains both). */
+static int queue_waiting(lua_State *L, Client *c) {
+  int which, waiting = 0;
+  for (which = 0; which < 2 && !waiting; which++) {
+    push_queue(L, which == 0 ? c : NULL);
+    if (lua_istable(L, -1)) {
+      lua_getfield(L, -1, "h");
+      lua_getfield(L, -2, "t");
+      waiting = (lua_isnil(L, -2) ? 1 : lua_tointeger(L, -2)) < (lua_isnil(L, -1) ? 1 : lua_tointeger(L, -1));
+      lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
+  }
+  return waiting;
+}
+
 /* client:timeout() -> seconds until the engine next needs poll, or nil when
-** nothing is in flight. */
+** nothing is in flight. 0 while callbacks wait to run (one on a handle
+** already done, or the rest after a callback raised). */
 static int l_client_timeout(lua_State *L) {
   Client *c = (Client *)luaL_checkudata(L, 1, CLIENT_MT);
   double due, now;
+  if (!c->released && queue_waiting(L, c)) {
+    lua_pushnumber(L, 0);
+    return 1;
+  }
   if (c->head == NULL || c->released) {
     lua_pushnil(L);
     return 1;

@@ -594,4 +594,22 @@ atai.download_file = Client.download_file --[[@as fun(id: string, dest: string, 
 atai.download = Client.download --[[@as fun(url: string, dest: string, opts?: atai.DownloadOptions): true|nil, atai.Error|nil]]
 atai.download_outputs = Client.download_outputs --[[@as fun(job_id: string, dir: string, opts?: atai.OutputsOptions): atai.DownloadSummary|nil, atai.Error|nil]]
 
+---@class atai.UvOptions
+---@field on_error? fun(err: any)  a callback's error (default: Neovim's error reporting, or stderr with a traceback under luv)
+
+--- atai.uv: drives a client from a libuv loop (Neovim's vim.uv or vim.loop, or luv).
+---@class atai.uv
+local atai_uv = {}
+
+--- Drives `client` (nil: the default client, and the new one after each
+--- atai.configure) from the libuv loop `uv`: its sockets and timers are
+--- watched by the loop, callbacks run from vim.schedule in Neovim. Returns
+--- detach(), which stops and closes every handle it made. Raises when the
+--- client is already attached.
+---@param client atai.Client|nil
+---@param uv table  vim.uv, vim.loop or require("luv")
+---@param opts? atai.UvOptions
+---@return fun() detach
+function atai_uv.attach(client, uv, opts) end
+
 return atai

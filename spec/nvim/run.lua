@@ -1,9 +1,11 @@
 -- spec/nvim/run.lua: atai inside Neovim's LuaJIT (run by scripts/test_nvim.sh,
--- i.e. make test-nvim), against the fake Archetype API.
+-- i.e. make test-nvim), against the fake Archetype API; the atai.uv checks
+-- are in spec/nvim/uv.lua.
 --
 --   nvim --headless -u NONE -i NONE -c 'luafile spec/nvim/run.lua' -c 'cquit 3'
 --
 -- Environment: ATAI_API_ENDPOINT and ATAI_API_KEY (scripts/fake_server.sh),
+-- ATAI_SLOW_ENDPOINT (a second fake server answering after 300 ms),
 -- ATAI_ROOT (the repository), ATAI_NVIM_BUILD (the LuaJIT build folder, e.g.
 -- build/luajit) and ATAI_NVIM_OTHER_BUILD (a build for another Lua, e.g.
 -- build/lua5.4, which must be refused with a clear message).
@@ -113,6 +115,11 @@ local function main()
     equal(JOB_ID, job.id, "job.id")
     client:close()
   end)
+
+  -- atai.uv: Neovim's loop driving clients (spec/nvim/uv.lua)
+  dofile(ROOT .. "/spec/nvim/uv.lua") {
+    it = it, expect = expect, equal = equal, say = say, atai = atai, root = ROOT, build = BUILD,
+  }
 
   it("a build for another Lua is refused with a clear message", function()
     unload_atai()
