@@ -23,7 +23,7 @@ mkdir -p "$reports"
 
 # Leaks that are not atai's, one line each with its reason. Keep it short:
 # a suppression hides every leak whose stack matches it.
-supp="$build/lsan.supp"
+supp="$(pwd)/$build/lsan.supp"
 cat >"$supp" <<'EOF'
 # Tools the specs run inherit LD_PRELOAD and keep small buffers until exit:
 # coreutils (sort, date, mktemp, install: rockspec, interrupt and CLI
