@@ -134,6 +134,7 @@ describe("request", function()
   end)
 
   it("is on the module too", function()
+    finally(function() atai.configure {} end)
     atai.configure { endpoint = t.srv.endpoint, api_key = t.srv.key }
     local body = atai.request("GET", "/batch/jobs/queue")
     assert.are.equal("table", type(body.queues))
