@@ -588,7 +588,13 @@ static void transfer_submit(lua_State *L, Client *c, int client_idx, int idx, in
     if (!t->internal) c->pending++;
   }
   list_append(c, t);
-  if (t->unusable) transfer_finish(c, t, t->started); /* fails at the next poll */
+  if (c->released) {
+    /* A finalizer closed the client while the request was being built
+    ** (any allocation above may run one): done now, cancelled. */
+    t->cancelled = 1;
+    transfer_finish(c, t, t->started);
+    deliver_one(L, c, t);
+  } else if (t->unusable) transfer_finish(c, t, t->started); /* fails at the next poll */
   else if (t->mode == MODE_TIMER) t->state = T_TIMER;
   else start_queued(c, t->started);
 }
