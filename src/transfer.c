@@ -517,9 +517,7 @@ static int l_handle_on_done(lua_State *L) {
   Transfer *t = to_transfer(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   lua_settop(L, 3);
-  if (t->state == T_DONE) {
-    engine_enqueue_results(L, t->client, 2, lua_toboolean(L, 3), 1);
-  } else {
+  if (t->state != T_DONE) {
     push_uv(L, 1);
     lua_rawgeti(L, -1, UV_CALLBACKS);
     if (lua_isnil(L, -1)) {
@@ -528,6 +526,13 @@ static int l_handle_on_done(lua_State *L) {
       lua_pushvalue(L, -1);
       lua_rawseti(L, -3, UV_CALLBACKS);
     }
+  }
+  /* Asked again: a finalizer run by the allocations above may have closed
+  ** the client, which completes the handle. */
+  if (t->state == T_DONE) {
+    lua_settop(L, 3);
+    engine_enqueue_results(L, t->client, 2, lua_toboolean(L, 3), 1);
+  } else {
     /* callbacks[#+1] = fn, callbacks[#+1] = free: pairs, in order */
     lua_pushvalue(L, 2);
     lua_rawseti(L, -2, (int)lua_rawlen(L, -2) + 1);
