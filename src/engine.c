@@ -362,12 +362,14 @@ static void queue_pop(lua_State *L) {
 }
 
 /* Queues fn (at fn_idx) to be called with the `n` values on top of the
-** stack, which it pops. `free_call`: run unguarded (a blocking call's own). */
+** stack, which it pops. `free_call`: run unguarded (a blocking call's own).
+** The queue is looked up after the item is made: a finalizer run by that
+** allocation may close the client, and a closed client's queue is gone
+** (its items then go to the global queue). */
 static void enqueue_call(lua_State *L, Client *c, int fn_idx, int free_call, int n) {
   int i, base;
   fn_idx = lua_absindex(L, fn_idx);
   base = lua_gettop(L) - n;
-  push_queue(L, c);
   lua_createtable(L, n + 3, 0);
   lua_pushvalue(L, fn_idx);
   lua_rawseti(L, -2, 1);
@@ -379,6 +381,8 @@ static void enqueue_call(lua_State *L, Client *c, int fn_idx, int free_call, int
     lua_pushvalue(L, base + i);
     lua_rawseti(L, -2, 3 + i);
   }
+  push_queue(L, c);
+  lua_insert(L, -2);
   queue_push(L);
   lua_settop(L, base);
 }
