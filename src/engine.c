@@ -500,12 +500,17 @@ static void deliver_notices(lua_State *L, Client *c) {
     ref = is_retry ? c->on_retry_ref : c->on_exchange_ref;
     if (ref == LUA_NOREF) continue;
     /* The transfer stays on the list while its info is made: only its own
-    ** fields are read, and it is re-found from the head each time. */
+    ** fields are read, and it is re-found from the head each time. Its
+    ** handle is held on the stack meanwhile: a finalizer run by these
+    ** allocations may close the client, which drops an async handle's
+    ** anchor (a blocking call's handle is on its caller's stack). */
+    if (t->anchor != LUA_NOREF) lua_rawgeti(L, LUA_REGISTRYINDEX, t->anchor);
+    else lua_pushnil(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
     if (is_retry) push_retry_info(L, t);
     else push_exchange_info(L, t);
     enqueue_call(L, c, -2, t->blocking, 1);
-    lua_pop(L, 1);
+    lua_pop(L, 2);
   }
 }
 

@@ -292,7 +292,7 @@ static void attempt_prepare(Client *c, Transfer *t, CURL *e) {
 static void set_exchange_fields(lua_State *L, const Transfer *t, long status) {
   lua_pushstring(L, t->method);
   lua_setfield(L, -2, "method");
-  lua_pushlstring(L, t->url.data, t->url.len);
+  lua_pushlstring(L, t->url.data ? t->url.data : "", t->url.len); /* freed once done */
   lua_setfield(L, -2, "url");
   if (status > 0) {
     lua_pushinteger(L, status);
