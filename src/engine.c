@@ -163,6 +163,7 @@ static void attempt_start(Client *c, Transfer *t, double now) {
   t->errbuf[0] = '\0';
   t->status = 0;
   t->os_errno = 0;
+  t->socket_errno = 0;
   t->result = CURLE_OK;
   t->attempts++;
   t->attempt_started = now;
@@ -200,6 +201,7 @@ static void attempt_end(Client *c, Transfer *t, CURLcode result, double now) {
   t->result = result;
   curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
   curl_easy_getinfo(t->easy, CURLINFO_OS_ERRNO, &t->os_errno);
+  if (t->os_errno == 0) t->os_errno = t->socket_errno;
 #if CURL_AT_LEAST_VERSION(7, 50, 0)
   curl_easy_getinfo(t->easy, CURLINFO_HTTP_VERSION, &version);
 #endif

@@ -11,6 +11,8 @@
 ** response is being made into Lua values cannot pull them away.
 */
 
+#include <sys/socket.h>
+
 /* User-value slots of a transfer (a table, made on first need). */
 #define UV_CLIENT 1  /* the client: a transfer in flight keeps it alive */
 #define UV_CALLBACKS 2 /* on_done functions, in order */
@@ -47,6 +49,17 @@ static size_t on_header(char *data, size_t size, size_t count, void *ud) {
     return 0;
   }
   return len;
+}
+
+/* libcurl's socket(), keeping a failure's errno: libcurl 7.88 reports a
+** failed socket() as "Couldn't connect" with CURLINFO_OS_ERRNO 0, which
+** would hide "too many open files" (EMFILE). */
+static curl_socket_t on_open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a) {
+  Transfer *t = (Transfer *)ud;
+  curl_socket_t s = socket(a->family, a->socktype, a->protocol);
+  (void)purpose;
+  if (s == CURL_SOCKET_BAD) t->socket_errno = errno;
+  return s;
 }
 
 
@@ -264,6 +277,8 @@ static void attempt_prepare(Client *c, Transfer *t, CURL *e) {
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, (void *)t);
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, (void *)t);
   curl_easy_setopt(e, CURLOPT_URL, t->url.data);
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers ? t->headers : c->base_headers);
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, t->timeout_ms);
