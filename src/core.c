@@ -208,6 +208,7 @@ static const luaL_Reg client_methods[] = {
   {"close", l_client_close},
   {"_defer", l_client_defer},
   {"_ops", l_client_ops},
+  {"_check", l_client_check},
   {NULL, NULL}
 };
 

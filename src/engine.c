@@ -813,6 +813,13 @@ static int l_client_defer(lua_State *L) {
   return 0;
 }
 
+/* client:_check(): raises at the user's line when the client is closed; the
+** Lua layer calls it before it starts a coroutine, which has no user frame. */
+static int l_client_check(lua_State *L) {
+  check_client(L, 1, 0);
+  return 0;
+}
+
 /* client:_ops(delta): Lua-made handles (wait_job, ...) count in pending(). */
 static int l_client_ops(lua_State *L) {
   Client *c = (Client *)luaL_checkudata(L, 1, CLIENT_MT);
