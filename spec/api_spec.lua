@@ -32,6 +32,7 @@ describe("batch API", function()
     end)
 
     it("works with no filter, on the module too", function()
+      finally(function() atai.configure {} end)
       atai.configure { endpoint = t.srv.endpoint, api_key = t.srv.key }
       assert.are.equal(7, assert(atai.list_jobs()).total)
     end)

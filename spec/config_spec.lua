@@ -291,6 +291,7 @@ describe("configuration", function()
     end)
 
     it("configure() replaces the default client's options", function()
+      finally(function() atai.configure {} end)
       atai.configure { endpoint = srv.endpoint, api_key = "wrong" }
       local _, err = atai.get_job(SEED)
       assert.are.equal("auth", err.kind)

@@ -111,6 +111,7 @@ describe("get_job", function()
   end)
 
   it("is also a function on the module, using the default client", function()
+    finally(function() atai.configure {} end)
     atai.configure { endpoint = t.srv.endpoint, api_key = t.srv.key }
     local job, err = atai.get_job(SEED)
     assert.is_nil(err)

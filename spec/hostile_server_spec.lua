@@ -16,17 +16,12 @@
 
 local atai = require("atai")
 local server = require("spec.support.server")
+local util = require("spec.support.util")
 
 local KB = 1024
 
 -- Peak resident memory of this process in KiB (Linux), or nil elsewhere.
-local function peak_rss_kb()
-  local f = io.open("/proc/self/status", "r")
-  if not f then return nil end
-  local text = f:read("*a")
-  f:close()
-  return tonumber(text:match("VmHWM:%s*(%d+)"))
-end
+local function peak_rss_kb() return util.proc_status_kb("VmHWM") end
 
 -- Runs fn(); returns its two results, then how much the Lua heap (after a full
 -- collection, results still held) and the peak RSS grew, in KiB.

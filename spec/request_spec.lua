@@ -134,6 +134,7 @@ describe("request", function()
   end)
 
   it("is on the module too", function()
+    finally(function() atai.configure {} end)
     atai.configure { endpoint = t.srv.endpoint, api_key = t.srv.key }
     local body = atai.request("GET", "/batch/jobs/queue")
     assert.are.equal("table", type(body.queues))
@@ -149,6 +150,11 @@ describe("request", function()
       { "a .. segment", function() t.client:request("GET", "/batch/../../files") end, "'.' and '..' segments" },
       { "a trailing ..", function() t.client:request("GET", "/batch/..") end, "'.' and '..' segments" },
       { "a . segment", function() t.client:request("GET", "/./batch") end, "'.' and '..' segments" },
+      { "finding 7 (issue 11): a %2e%2e segment", function() t.client:request("GET", "/batch/%2e%2e/files") end, "'.' and '..' segments" },
+      { "finding 7 (issue 11): a .%2e segment", function() t.client:request("GET", "/batch/.%2e/files") end, "'.' and '..' segments" },
+      { "finding 7 (issue 11): a %2E. segment", function() t.client:request("GET", "/batch/%2E./files") end, "'.' and '..' segments" },
+      { "finding 7 (issue 11): a %2e segment", function() t.client:request("GET", "/batch/%2e/jobs") end, "'.' and '..' segments" },
+      { "finding 7 (issue 11): a trailing %2E%2E", function() t.client:request("GET", "/batch/%2E%2E") end, "'.' and '..' segments" },
       { "space in the path", function() t.client:request("GET", "/batch jobs") end, "invalid byte" },
       { "opts not a table", function() t.client:request("GET", "/x", "q") end, "bad argument #3 to 'request' (opts: table expected, got string)" },
       { "query not a table", function() t.client:request("GET", "/x", { query = "a=b" }) end, "opts.query: table expected" },

@@ -102,6 +102,7 @@ describe("wait_job", function()
   end)
 
   it("is on the module too", function()
+    finally(function() atai.configure {} end)
     atai.configure { endpoint = t.srv.endpoint, api_key = t.srv.key }
     local final = assert(atai.wait_job("job_failed", { interval = 0.01 }))
     assert.are.equal("FAILED", final.status)

@@ -87,6 +87,7 @@ typedef struct Transfer {
   CURLcode result;
   long status;
   long os_errno;
+  int socket_errno;  /* errno of a socket() that failed in this attempt, or 0 */
   int retryable;     /* another attempt would have been allowed */
   int too_large, out_of_memory;
   int anchor;        /* registry ref while in flight, else LUA_NOREF */

@@ -212,6 +212,7 @@ static const luaL_Reg client_methods[] = {
   {"_defer", l_client_defer},
   {"_ops", l_client_ops},
   {"_time_scale", l_client_time_scale},
+  {"_check", l_client_check},
   {NULL, NULL}
 };
 

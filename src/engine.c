@@ -169,6 +169,7 @@ static void attempt_start(Client *c, Transfer *t, double now) {
   t->errbuf[0] = '\0';
   t->status = 0;
   t->os_errno = 0;
+  t->socket_errno = 0;
   t->result = CURLE_OK;
   t->attempts++;
   t->attempt_started = now;
@@ -207,6 +208,7 @@ static void attempt_end(Client *c, Transfer *t, CURLcode result, double now) {
   t->result = result;
   curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
   curl_easy_getinfo(t->easy, CURLINFO_OS_ERRNO, &t->os_errno);
+  if (t->os_errno == 0) t->os_errno = t->socket_errno;
 #if CURL_AT_LEAST_VERSION(7, 50, 0)
   curl_easy_getinfo(t->easy, CURLINFO_HTTP_VERSION, &version);
 #endif
@@ -380,12 +382,14 @@ static void queue_pop(lua_State *L) {
 }
 
 /* Queues fn (at fn_idx) to be called with the `n` values on top of the
-** stack, which it pops. `free_call`: run unguarded (a blocking call's own). */
+** stack, which it pops. `free_call`: run unguarded (a blocking call's own).
+** The queue is looked up after the item is made: a finalizer run by that
+** allocation may close the client, and a closed client's queue is gone
+** (its items then go to the global queue). */
 static void enqueue_call(lua_State *L, Client *c, int fn_idx, int free_call, int n) {
   int i, base;
   fn_idx = lua_absindex(L, fn_idx);
   base = lua_gettop(L) - n;
-  push_queue(L, c);
   lua_createtable(L, n + 3, 0);
   lua_pushvalue(L, fn_idx);
   lua_rawseti(L, -2, 1);
@@ -397,6 +401,8 @@ static void enqueue_call(lua_State *L, Client *c, int fn_idx, int free_call, int
     lua_pushvalue(L, base + i);
     lua_rawseti(L, -2, 3 + i);
   }
+  push_queue(L, c);
+  lua_insert(L, -2);
   queue_push(L);
   lua_settop(L, base);
 }
@@ -514,12 +520,17 @@ static void deliver_notices(lua_State *L, Client *c) {
     ref = is_retry ? c->on_retry_ref : c->on_exchange_ref;
     if (ref == LUA_NOREF) continue;
     /* The transfer stays on the list while its info is made: only its own
-    ** fields are read, and it is re-found from the head each time. */
+    ** fields are read, and it is re-found from the head each time. Its
+    ** handle is held on the stack meanwhile: a finalizer run by these
+    ** allocations may close the client, which drops an async handle's
+    ** anchor (a blocking call's handle is on its caller's stack). */
+    if (t->anchor != LUA_NOREF) lua_rawgeti(L, LUA_REGISTRYINDEX, t->anchor);
+    else lua_pushnil(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
     if (is_retry) push_retry_info(L, t);
     else push_exchange_info(L, t);
     enqueue_call(L, c, -2, t->blocking, 1);
-    lua_pop(L, 1);
+    lua_pop(L, 2);
   }
 }
 
@@ -623,7 +634,13 @@ static void transfer_submit(lua_State *L, Client *c, int client_idx, int idx, in
     if (!t->internal) c->pending++;
   }
   list_append(c, t);
-  if (t->unusable) transfer_finish(c, t, t->started); /* fails at the next poll */
+  if (c->released) {
+    /* A finalizer closed the client while the request was being built
+    ** (any allocation above may run one): done now, cancelled. */
+    t->cancelled = 1;
+    transfer_finish(c, t, t->started);
+    deliver_one(L, c, t);
+  } else if (t->unusable) transfer_finish(c, t, t->started); /* fails at the next poll */
   else if (t->mode == MODE_TIMER) t->state = T_TIMER;
   else start_queued(c, t->started);
 }
@@ -861,6 +878,13 @@ static int l_client_time_scale(lua_State *L) {
   lua_Number f = luaL_checknumber(L, 2);
   luaL_argcheck(L, f >= 0 && f <= 1, 2, "factor from 0 to 1 expected");
   c->time_scale = (double)f;
+  return 0;
+}
+
+/* client:_check(): raises at the user's line when the client is closed; the
+** Lua layer calls it before it starts a coroutine, which has no user frame. */
+static int l_client_check(lua_State *L) {
+  check_client(L, 1, 0);
   return 0;
 }
 

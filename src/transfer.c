@@ -11,6 +11,8 @@
 ** response is being made into Lua values cannot pull them away.
 */
 
+#include <sys/socket.h>
+
 /* User-value slots of a transfer (a table, made on first need). */
 #define UV_CLIENT 1  /* the client: a transfer in flight keeps it alive */
 #define UV_CALLBACKS 2 /* on_done functions, in order */
@@ -47,6 +49,17 @@ static size_t on_header(char *data, size_t size, size_t count, void *ud) {
     return 0;
   }
   return len;
+}
+
+/* libcurl's socket(), keeping a failure's errno: libcurl 7.88 reports a
+** failed socket() as "Couldn't connect" with CURLINFO_OS_ERRNO 0, which
+** would hide "too many open files" (EMFILE). */
+static curl_socket_t on_open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a) {
+  Transfer *t = (Transfer *)ud;
+  curl_socket_t s = socket(a->family, a->socktype, a->protocol);
+  (void)purpose;
+  if (s == CURL_SOCKET_BAD) t->socket_errno = errno;
+  return s;
 }
 
 
@@ -278,6 +291,8 @@ static void attempt_prepare(Client *c, Transfer *t, CURL *e) {
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, (void *)t);
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, (void *)t);
   curl_easy_setopt(e, CURLOPT_URL, t->url.data);
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers ? t->headers : c->base_headers);
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, t->timeout_ms);
@@ -307,7 +322,7 @@ static void attempt_prepare(Client *c, Transfer *t, CURL *e) {
 static void set_exchange_fields(lua_State *L, const Transfer *t, long status) {
   lua_pushstring(L, t->method);
   lua_setfield(L, -2, "method");
-  lua_pushlstring(L, t->url.data, t->url.len);
+  lua_pushlstring(L, t->url.data ? t->url.data : "", t->url.len); /* freed once done */
   lua_setfield(L, -2, "url");
   if (status > 0) {
     lua_pushinteger(L, status);
@@ -534,9 +549,7 @@ static int l_handle_on_done(lua_State *L) {
   Transfer *t = to_transfer(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   lua_settop(L, 3);
-  if (t->state == T_DONE) {
-    engine_enqueue_results(L, t->client, 2, lua_toboolean(L, 3), 1);
-  } else {
+  if (t->state != T_DONE) {
     push_uv(L, 1);
     lua_rawgeti(L, -1, UV_CALLBACKS);
     if (lua_isnil(L, -1)) {
@@ -545,6 +558,13 @@ static int l_handle_on_done(lua_State *L) {
       lua_pushvalue(L, -1);
       lua_rawseti(L, -3, UV_CALLBACKS);
     }
+  }
+  /* Asked again: a finalizer run by the allocations above may have closed
+  ** the client, which completes the handle. */
+  if (t->state == T_DONE) {
+    lua_settop(L, 3);
+    engine_enqueue_results(L, t->client, 2, lua_toboolean(L, 3), 1);
+  } else {
     /* callbacks[#+1] = fn, callbacks[#+1] = free: pairs, in order */
     lua_pushvalue(L, 2);
     lua_rawseti(L, -2, (int)lua_rawlen(L, -2) + 1);

@@ -289,6 +289,7 @@ end
 
 function Async:find_pipeline(key, filter)
   local client = view_client(self, "find_pipeline")
+  client:_check()
   local query = check_find("find_pipeline", key, filter)
   return handle.spawn(client, true, "find_pipeline", find_pipeline, client, key, query)
 end

@@ -131,6 +131,7 @@ end
 --- terminal; its polls and pauses run on the engine, never a sleep.
 function Async:wait_job(id, opts)
   local client = require("atai.api").view_client(self, "wait_job")
+  client:_check()
   check.id("wait_job", 1, id)
   return spawn_wait(client, true, id, wait_options(opts))
 end
@@ -164,12 +165,14 @@ end
 --- Fetches many jobs concurrently: jobs[i] is the job of ids[i] or nil,
 --- errs[i] its error.
 function Client:get_jobs(ids, opts)
+  self:_check()
   check_ids("get_jobs", ids)
   return get_jobs(self, ids, check_call_opts("get_jobs", opts))
 end
 
 function Async:get_jobs(ids, opts)
   local client = require("atai.api").view_client(self, "get_jobs")
+  client:_check()
   check_ids("get_jobs", ids)
   return handle.spawn(client, true, "get_jobs", get_jobs, client, ids, check_call_opts("get_jobs", opts))
 end
@@ -183,12 +186,14 @@ end
 --- Waits for every job to be terminal, polling them concurrently; opts as
 --- wait_job, `timeout` bounding the whole call -> jobs, errs.
 function Client:wait_jobs(ids, opts)
+  self:_check()
   check_ids("wait_jobs", ids)
   return wait_jobs(self, ids, wait_options(opts, "wait_jobs", 2))
 end
 
 function Async:wait_jobs(ids, opts)
   local client = require("atai.api").view_client(self, "wait_jobs")
+  client:_check()
   check_ids("wait_jobs", ids)
   return handle.spawn(client, true, "wait_jobs", wait_jobs, client, ids, wait_options(opts, "wait_jobs", 2))
 end

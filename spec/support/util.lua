@@ -40,6 +40,16 @@ function util.read_file(path)
   return text
 end
 
+--- A memory figure of this process from /proc/self/status in KiB ("VmRSS",
+--- "VmHWM"...), or nil where there is no /proc.
+function util.proc_status_kb(field)
+  local f = io.open("/proc/self/status", "r")
+  if not f then return nil end
+  local text = f:read("*a")
+  f:close()
+  return tonumber(text:match(field .. ":%s*(%d+)"))
+end
+
 --- Whether this Lua has an integer subtype (5.3+).
 util.has_integers = math.type ~= nil
 

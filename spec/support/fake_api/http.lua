@@ -72,11 +72,21 @@ function Conn:read_line(deadline)
   end
 end
 
--- Exactly n bytes; nil, err on EOF or timeout.
+-- Exactly n bytes; nil, err on EOF or timeout. A long body is gathered in
+-- parts and joined once (appending each read to the buffer is quadratic).
 function Conn:read_bytes(n, deadline)
-  while #self.buf < n do
-    local ok, err = self:fill(deadline)
-    if not ok then return nil, err end
+  if #self.buf < n then
+    local parts, have = { self.buf }, #self.buf
+    self.buf = ""
+    while have < n do
+      local ok, err = self:fill(deadline)
+      if not ok then
+        self.buf = table.concat(parts)
+        return nil, err
+      end
+      parts[#parts + 1], have, self.buf = self.buf, have + #self.buf, ""
+    end
+    self.buf = table.concat(parts)
   end
   local data = self.buf:sub(1, n)
   self.buf = self.buf:sub(n + 1)
