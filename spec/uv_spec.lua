@@ -412,9 +412,11 @@ describe("atai.uv under luv", function()
 
   it("a client attached on its own is not driven twice by attach(nil)", function()
     atai.configure { endpoint = t.srv.endpoint, api_key = t.srv.key }
-    finally(function() atai.configure {} end)
     local detach_default = atai_uv.attach(nil, uv)
-    finally(detach_default)
+    finally(function() -- (busted keeps one finally per test)
+      detach_default()
+      atai.configure {}
+    end)
     detach = atai_uv.attach(atai.default_client(), uv)
     local got = 0
     for _ = 1, 5 do atai.async.get_job(SEED):on_done(function() got = got + 1 end) end
