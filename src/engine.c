@@ -191,13 +191,16 @@ static void attempt_start(Client *c, Transfer *t, double now) {
 }
 
 /* Starts queued transfers, oldest first, while slots are free and no rate
-** limit holds new attempts. */
-static void start_queued(Client *c, double now) {
+** limit holds new attempts; with a budget (`until` > 0), only until then:
+** the rest start at the next poll. */
+static void start_queued(Client *c, double now, double until) {
   Transfer *t, *next;
   if (now < c->paused_until) return;
   for (t = c->head; t && c->running < c->max_concurrency; t = next) {
     next = t->next;
-    if (t->state == T_QUEUED) attempt_start(c, t, now);
+    if (t->state != T_QUEUED) continue;
+    attempt_start(c, t, now);
+    if (until > 0 && monotonic_seconds() > until) return;
   }
 }
 
@@ -281,7 +284,7 @@ static void curl_timer_check(Client *c, double now) {
 
 /* Waits at most `wait` seconds for the sockets libcurl watches (or just
 ** sleeps when there are none), then lets libcurl act on those ready. */
-static void wait_sockets(Client *c, double wait) {
+static void wait_sockets(Client *c, double wait, double until) {
   struct pollfd *fds = c->pollfds;
   int n = c->nwatches, i, ready, running;
   int ms = wait <= 0 ? 0 : (int)ceil(wait * 1000.0);
@@ -300,6 +303,9 @@ static void wait_sockets(Client *c, double wait) {
   ** (realloc keeps its contents): read it afresh each time, never `fds`. */
   for (i = 0; ready > 0 && i < n && c->multi; i++) {
     short revents = c->pollfds[i].revents;
+    /* past the budget, the sockets still ready wait for the next poll
+    ** (poll(2) reports them again) */
+    if (until > 0 && monotonic_seconds() > until) break;
     int mask = 0;
     if (revents & (POLLIN | POLLHUP)) mask |= CURL_CSELECT_IN;
     if (revents & POLLOUT) mask |= CURL_CSELECT_OUT;
@@ -321,23 +327,24 @@ static int has_news(const Client *c) {
 }
 
 /* Phase 1: does all ready I/O, waiting at most `wait` seconds for some when
-** nothing has happened yet. */
-static void step_io(Client *c, double wait) {
+** nothing has happened yet; with a budget (`until` > 0) it starts new
+** attempts and serves ready sockets only until then. */
+static void step_io(Client *c, double wait, double until) {
   double now = monotonic_seconds(), due;
   if (c->released) return;
   fire_due(c, now);
-  start_queued(c, now);
+  start_queued(c, now, until);
   curl_timer_check(c, now);
   read_messages(c, now);
   if (has_news(c)) wait = 0;
   due = next_due(c) - now;
   if (due < wait) wait = due < 0 ? 0 : due;
-  wait_sockets(c, wait);
+  wait_sockets(c, wait, until);
   now = monotonic_seconds();
   curl_timer_check(c, now);
   read_messages(c, now);
   fire_due(c, now);
-  start_queued(c, now);
+  start_queued(c, now, until);
 }
 
 
@@ -642,7 +649,7 @@ static void transfer_submit(lua_State *L, Client *c, int client_idx, int idx, in
     deliver_one(L, c, t);
   } else if (t->unusable) transfer_finish(c, t, t->started); /* fails at the next poll */
   else if (t->mode == MODE_TIMER) t->state = T_TIMER;
-  else start_queued(c, t->started);
+  else start_queued(c, t->started, 0);
 }
 
 
@@ -704,7 +711,7 @@ static int step_protected(lua_State *L) {
   Client *c = (Client *)lua_touserdata(L, 1);
   double wait = lua_tonumber(L, 2), until = lua_tonumber(L, 3);
   int completed;
-  step_io(c, wait);
+  step_io(c, wait, until);
   completed = c->released ? 0 : deliver(L, c, until);
   drain(L, c, until);
   lua_pushinteger(L, completed);
