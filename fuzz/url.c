@@ -9,7 +9,8 @@
 ** bytes, integers, floats (NaN and infinities too), booleans, lists of
 ** those, and values or keys a query cannot hold.
 ** Properties: the path is refused exactly when it is not '/' followed by
-** printable ASCII without '?', '#' or a "." / ".." segment; the query is
+** printable ASCII without '?', '#' or a "." / ".." segment (dots also as
+** %2e); the query is
 ** refused exactly when a key is not a string or a value is not a string,
 ** boolean, finite number or list of them; otherwise the URL is the base,
 ** the path and one "key=value" per value, every byte outside A-Z a-z 0-9
@@ -75,13 +76,24 @@ static void add_entry(lua_State *L, FuzzReader *r) {
 
 /* ---- the independent model ------------------------------------------------ */
 
+/* Whether the n bytes at s spell "." or "..", a dot also written %2e/%2E. */
+static int dot_segment(const char *s, size_t n) {
+  size_t i = 0, dots = 0;
+  while (i < n) {
+    if (s[i] == '.') i++;
+    else if (i + 3 <= n && s[i] == '%' && s[i + 1] == '2' && (s[i + 2] == 'e' || s[i + 2] == 'E')) i += 3;
+    else return 0;
+    dots++;
+  }
+  return dots == 1 || dots == 2;
+}
+
 static int path_valid(const char *p, size_t len) {
   size_t i, seg = 1; /* start of the current segment */
   if (len == 0 || p[0] != '/') return 0;
   for (i = 1; i <= len; i++) {
     if (i == len || p[i] == '/') {
-      size_t n = i - seg;
-      if ((n == 1 && p[seg] == '.') || (n == 2 && p[seg] == '.' && p[seg + 1] == '.')) return 0;
+      if (dot_segment(p + seg, i - seg)) return 0;
       seg = i + 1;
       continue;
     }
