@@ -254,7 +254,7 @@ describe("bin/atai", function()
       assert.are.equal("", r.stdout)
     end)
 
-    it("several ids are fetched concurrently (overlapping requests) #engine", function()
+    it("several ids are fetched concurrently (overlapping requests)", function()
       for _, id in ipairs({ "job_failed", "job_running", "job_pending" }) do
         srv:fault { path = "/v0.5/batch/jobs/" .. id, responses = { { delay = 0.3, pass = true } } }
       end
@@ -510,7 +510,7 @@ describe("bin/atai", function()
       assert.is_true(hits("/batch/jobs/job_running") <= 2)
     end)
 
-    it("polls several jobs concurrently (overlapping requests) #engine", function()
+    it("polls several jobs concurrently (overlapping requests)", function()
       for _, id in ipairs({ "job_failed", "job_cancelled" }) do
         srv:fault { path = "/v0.5/batch/jobs/" .. id, responses = { { delay = 0.3, pass = true } } }
       end

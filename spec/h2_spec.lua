@@ -44,7 +44,7 @@ describe("HTTP/2 over TLS", function()
     assert.are.equal(0, #srv:log_since(before)) -- no request got through
   end)
 
-  it("multiplexes 100 concurrent get_jobs on at most 2 connections #engine", function()
+  it("multiplexes 100 concurrent get_jobs on at most 2 connections", function()
     local ids = {}
     for i = 1, 100 do ids[i] = ("job_h2_%03d"):format(i) end
     local before = #srv:log()

@@ -9,9 +9,6 @@
   (e.g. "timeout" for the trickle with timeout = 1, "too_large" for an endless body
   with a small max_response_bytes), never by the wall clock; memory by the growth of
   the Lua heap and of the process's peak RSS.
-
-  Tests tagged #engine expect what the issue asks of the engine and fail against
-  today's C core (busted --exclude-tags=engine leaves them out).
 ]]
 
 local atai = require("atai")
@@ -68,7 +65,7 @@ describe("atai against a hostile server", function()
 
   describe("a reply that is not HTTP", function()
     for _, scenario in ipairs({ "garbage_status", "no_status", "status_negative", "status_huge" }) do
-      it("(" .. scenario .. ") is a retryable network error saying so #engine", function()
+      it("(" .. scenario .. ") is a retryable network error saying so", function()
         local job, err = get(scenario)
         assert.is_nil(job)
         assert.are.equal("network", err.kind)
@@ -114,7 +111,7 @@ describe("atai against a hostile server", function()
       assert_small(heap, rss)
     end)
 
-    it("a 1 MB header line: too_large, saying it was a header, with bounded memory #engine", function()
+    it("a 1 MB header line: too_large, saying it was a header, with bounded memory", function()
       local job, err, heap, rss = measure(function() return get("huge_header") end)
       assert.is_nil(job)
       assert_small(heap, rss)
@@ -123,7 +120,7 @@ describe("atai against a hostile server", function()
       assert.are.equal("too_large", err.kind)
     end)
 
-    it("an ETag with a CR: sanitized or refused where it comes in #engine", function()
+    it("an ETag with a CR: sanitized or refused where it comes in", function()
       local c = client()
       local traces, err = c:job_input_traces("etag_crlf")
       if traces == nil then
@@ -160,7 +157,7 @@ describe("atai against a hostile server", function()
       assert.are.equal("timeout", err.kind)
     end)
 
-    it("[] to get_job: decode #engine", function()
+    it("[] to get_job: decode", function()
       local job, err = get("array_body")
       assert.is_nil(job)
       assert.are.equal("decode", err.kind)
@@ -168,7 +165,7 @@ describe("atai against a hostile server", function()
   end)
 
   describe("endless pagination", function()
-    it("alternating pages with no total end each_job after a page with no new id #engine", function()
+    it("alternating pages with no total end each_job after a page with no new id", function()
       local ids, last_err = {}, nil
       for job, err in client():each_job{ limit = 2 } do
         if job == false then last_err = err; break end
@@ -181,13 +178,13 @@ describe("atai against a hostile server", function()
       assert.are.same({ "job_page_a_1", "job_page_a_2", "job_page_b_1", "job_page_b_2" }, ids)
     end)
 
-    it("a registry with new ids for ever: find_pipeline ends at max_pages #engine", function()
+    it("a registry with new ids for ever: find_pipeline ends at max_pages", function()
       local p, err = client({ max_pages = 50 }):find_pipeline("wanted-key")
       assert.is_nil(p)
       assert.are.equal("decode", err.kind)
     end)
 
-    it("a registry with new ids for ever: each_pipeline ends at max_pages #engine", function()
+    it("a registry with new ids for ever: each_pipeline ends at max_pages", function()
       local n, last_err = 0, nil
       for p, err in client({ max_pages = 50 }):each_pipeline{ limit = 10 } do
         if p == false then last_err = err; break end
