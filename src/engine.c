@@ -303,9 +303,6 @@ static void wait_sockets(Client *c, double wait, double until) {
   ** (realloc keeps its contents): read it afresh each time, never `fds`. */
   for (i = 0; ready > 0 && i < n && c->multi; i++) {
     short revents = c->pollfds[i].revents;
-    /* past the budget, the sockets still ready wait for the next poll
-    ** (poll(2) reports them again) */
-    if (until > 0 && monotonic_seconds() > until) break;
     int mask = 0;
     if (revents & (POLLIN | POLLHUP)) mask |= CURL_CSELECT_IN;
     if (revents & POLLOUT) mask |= CURL_CSELECT_OUT;
@@ -313,6 +310,9 @@ static void wait_sockets(Client *c, double wait, double until) {
     if (mask) {
       ready--;
       curl_multi_socket_action(c->multi, (curl_socket_t)c->pollfds[i].fd, mask, &running);
+      /* past the budget (one socket served at least), the sockets still
+      ** ready wait for the next poll: poll(2) reports them again */
+      if (until > 0 && monotonic_seconds() > until) break;
     }
   }
 }
