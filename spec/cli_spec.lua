@@ -187,6 +187,13 @@ describe("bin/atai", function()
       assert.are.equal(0, #srv:requests())
     end)
 
+    it("missing, with a bad id too: the usage error wins (exit 2)", function()
+      local r = atai({ "job", "get", "bad/id" }, { env = { ATAI_API_KEY = false } })
+      assert.are.equal(2, r.code, r.stderr)
+      assert.is_truthy(r.stderr:find("invalid byte at position 4", 1, true), r.stderr)
+      assert.are.equal(0, #srv:requests())
+    end)
+
     it("wrong: the API's 401 exits 4", function()
       local r = atai({ "job", "get", "job_running" }, { env = { ATAI_API_KEY = "sk-wrong" } })
       assert.are.equal(4, r.code)
