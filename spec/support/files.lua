@@ -70,13 +70,7 @@ function files.requests(srv, prefix, method)
   return out
 end
 
-local function status_kb(field)
-  local f = io.open("/proc/self/status", "r")
-  if not f then return nil end
-  local text = f:read("*a")
-  f:close()
-  return tonumber(text:match(field .. ":%s*(%d+)"))
-end
+local status_kb = util.proc_status_kb
 
 --- Runs fn() and returns its results, then how far the peak RSS of this
 --- process rose above its RSS at the start, in KiB. The peak is reset
