@@ -136,14 +136,14 @@ api.ENDPOINTS = {
   { "retry_job", "POST", "/batch/jobs/{id}/retry" },
   { "delete_job", "DELETE", "/batch/jobs/{id}" },
   { "job_input_traces", "GET", "/batch/jobs/{id}/inputs/progress/traces", meta = true,
-    prepare = function(name, id, opts)
+    prepare = function(name, opts)
       local o = check.filter(name, 2, opts, TRACES_OPTS)
       local headers = o.etag and { ["If-None-Match"] = o.etag } or nil
       return { query = { buckets = o.buckets }, headers = headers }, finish_traces(o.etag)
     end },
 }
 
--- Turns an endpoint's arguments into (path, request opts).
+-- Turns an endpoint's arguments into (path, request opts[, finish]).
 local function resolve(ep, name, a, b)
   local path, n = ep[3], 1
   if path:find("{id}", 1, true) then
@@ -151,6 +151,7 @@ local function resolve(ep, name, a, b)
     path = path:gsub("{id}", a)
     n, a = 2, b
   end
+  if ep.prepare then return path, ep.prepare(name, a) end
   if ep.spec then return path, { body = ep.spec(a) } end
   if ep.filter then return path, { query = check.filter(name, n, a, ep.filter) } end
   return path, nil
@@ -179,18 +180,7 @@ end
 -- Defines client:<name>(...) and client.async:<name>(...) for an endpoint.
 local function define(ep)
   local name, method = ep[1], ep[2]
-  local function prepare(a, b)
-    if ep.prepare then
-      local path = ep[3]
-      if path:find("{id}", 1, true) then
-        check.id(name, 1, a)
-        path = path:gsub("{id}", a)
-      end
-      local opts, finish = ep.prepare(name, a, b)
-      return path, opts, finish
-    end
-    return resolve(ep, name, a, b)
-  end
+  local function prepare(a, b) return resolve(ep, name, a, b) end
   if ep.meta then
     Client[name] = function(self, a, b)
       local path, opts, finish = prepare(a, b)
