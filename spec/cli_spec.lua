@@ -940,7 +940,7 @@ echo $?]]):format(env_prefix(), ROOT, err, err)
     end)
 
     it("make env prints exports that run this checkout's atai from anywhere", function()
-      local text, code = sh(("cd / && eval \"$(make -s -C %s env)\" && atai version --verbose"):format(ROOT))
+      local text, code = sh(("cd / && eval \"$(make -s --no-print-directory -C %s env)\" && atai version --verbose"):format(ROOT))
       assert.are.equal(0, code, text)
       local root = ROOT:gsub("%p", "%%%0")
       assert.is_truthy(text:find("atai from " .. root .. "/[%w/.]*lua/atai/init.lua"), text)
