@@ -30,6 +30,8 @@
 #define SHRINK_ABOVE (1024 * 1024) /* a buffer bigger than this is freed after use */
 #define WAIT_SLICE 0.1           /* seconds: a blocking wait returns to Lua this often */
 #define HEADERS_MAX (256 * 1024) /* bytes of response headers kept */
+#define HOST_HOLDS 8             /* storage hosts whose 429 is remembered at once */
+#define REDACTED_QUERY "?REDACTED" /* shown instead of a presigned URL's query */
 
 /* Shared upvalues of every function of the module (UV_DECODE is in json.c). */
 #define MODULE_UPVALUES 1
@@ -97,6 +99,8 @@ typedef struct Transfer {
   int unusable;      /* the client has a config error: fails at once */
   int notify_retry;  /* an on_retry call is owed (delay in retry_delay) */
   int notify_exchange; /* an on_exchange call is owed */
+  int presigned;     /* its URL is not under the endpoint: a storage URL (query hidden) */
+  unsigned int host_key; /* of a presigned URL: hash of its scheme://host:port */
   double retry_delay;
   double exchange_seconds;
   int exchange_attempt;
@@ -105,6 +109,12 @@ typedef struct Transfer {
   struct Stream *stream; /* files.c: a streaming transfer's files, or NULL */
   char errbuf[CURL_ERROR_SIZE];
 } Transfer;
+
+/* A storage host that answered 429 with Retry-After: its transfers wait. */
+typedef struct HostHold {
+  unsigned int host_key;
+  double until; /* monotonic s; 0 = a free slot */
+} HostHold;
 
 /* A socket libcurl wants watched, and for what (CURL_POLL_*). */
 typedef struct Watch {
@@ -135,7 +145,8 @@ typedef struct Client {
   int pending;                 /* user handles started and not completed */
   int finished;                /* transfers in T_FINISHED */
   double curl_due;             /* libcurl's timer, or -1 */
-  double paused_until;         /* a 429's Retry-After holds new attempts */
+  double paused_until;         /* an API 429's Retry-After holds new attempts */
+  HostHold holds[HOST_HOLDS];  /* a storage host's 429 holds its transfers only */
   Watch *watches;
   struct pollfd *pollfds;      /* poll(2)'s array, as long as watches */
   int nwatches, watches_cap;

@@ -190,15 +190,50 @@ static void attempt_start(Client *c, Transfer *t, double now) {
   }
 }
 
+/* Until when a 429 with Retry-After holds t's next attempt (monotonic s;
+** in the past when nothing does): an API 429 holds every transfer of the
+** client, a storage host's 429 only the transfers to that host. */
+static double held_until(const Client *c, const Transfer *t) {
+  double until = c->paused_until;
+  int i;
+  if (!t->presigned) return until;
+  for (i = 0; i < HOST_HOLDS; i++)
+    if (c->holds[i].host_key == t->host_key && c->holds[i].until > until) until = c->holds[i].until;
+  return until;
+}
+
+/* Records a 429's Retry-After: new attempts wait until `until`, those of
+** the client for the API's own 429, those to t's host for a storage
+** host's (its slot, a free or expired one, or the one freed soonest). */
+static void hold_new_attempts(Client *c, const Transfer *t, double until) {
+  HostHold *slot = NULL;
+  int i;
+  if (!t->presigned) {
+    if (until > c->paused_until) c->paused_until = until;
+    return;
+  }
+  for (i = 0; i < HOST_HOLDS; i++) {
+    HostHold *h = &c->holds[i];
+    if (h->until > 0 && h->host_key == t->host_key) {
+      slot = h;
+      break;
+    }
+    if (slot == NULL || h->until < slot->until) slot = h;
+  }
+  if (slot->host_key == t->host_key && slot->until > until) return;
+  slot->host_key = t->host_key;
+  slot->until = until;
+}
+
 /* Starts queued transfers, oldest first, while slots are free and no rate
-** limit holds new attempts; with a budget (`until` > 0), only until then:
-** the rest start at the next poll. */
+** limit holds them; with a budget (`until` > 0), only until then: the rest
+** start at the next poll. */
 static void start_queued(Client *c, double now, double until) {
   Transfer *t, *next;
   if (now < c->paused_until) return;
   for (t = c->head; t && c->running < c->max_concurrency; t = next) {
     next = t->next;
-    if (t->state != T_QUEUED) continue;
+    if (t->state != T_QUEUED || now < held_until(c, t)) continue;
     attempt_start(c, t, now);
     if (until > 0 && monotonic_seconds() > until) return;
   }
@@ -227,8 +262,7 @@ static void attempt_end(Client *c, Transfer *t, CURLcode result, double now) {
   t->retryable = !outcome_ok(t) && attempt_retryable(t);
   if (t->retryable && t->attempts <= t->max_retries) {
     double delay = retry_delay(c, t), wait = delay * c->time_scale;
-    if (t->status == 429 && retry_after_seconds(t) >= 0 && now + wait > c->paused_until)
-      c->paused_until = now + wait; /* one rate limit holds every new attempt */
+    if (t->status == 429 && retry_after_seconds(t) >= 0) hold_new_attempts(c, t, now + wait);
     t->state = T_BACKOFF;
     t->due = now + wait;
     t->retry_delay = delay;
@@ -260,16 +294,23 @@ static void fire_due(Client *c, double now) {
   }
 }
 
-/* The next time the engine must act (monotonic seconds), or HUGE_VAL. */
-static double next_due(const Client *c) {
+/* The next time the engine must act (monotonic seconds), or HUGE_VAL: a
+** due time, libcurl's timer, the end of a 429's hold on a queued transfer,
+** or now for one that may start (a slot is free). */
+static double next_due(const Client *c, double now) {
   const Transfer *t;
   double due = c->curl_due >= 0 ? c->curl_due : HUGE_VAL;
-  int queued = 0;
   for (t = c->head; t; t = t->next) {
+    double held;
     if ((t->state == T_BACKOFF || t->state == T_TIMER) && t->due < due) due = t->due;
-    queued |= t->state == T_QUEUED;
+    if (t->state != T_QUEUED) continue;
+    held = held_until(c, t);
+    if (held > now) {
+      if (held < due) due = held;
+    } else if (c->running < c->max_concurrency && now < due) {
+      due = now;
+    }
   }
-  if (queued && c->paused_until > 0 && c->paused_until < due) due = c->paused_until;
   return due;
 }
 
@@ -337,7 +378,7 @@ static void step_io(Client *c, double wait, double until) {
   curl_timer_check(c, now);
   read_messages(c, now);
   if (has_news(c)) wait = 0;
-  due = next_due(c) - now;
+  due = next_due(c, now) - now;
   if (due < wait) wait = due < 0 ? 0 : due;
   wait_sockets(c, wait, until);
   now = monotonic_seconds();
@@ -493,13 +534,12 @@ static void push_retry_info(lua_State *L, const Transfer *t) {
   set_exchange_fields(L, t, t->status);
 }
 
-/* Pushes {method, url, path, status | kind, seconds, attempt} for on_exchange. */
+/* Pushes {method, url, path, status | kind, seconds, attempt} for
+** on_exchange; a presigned URL's query shows as REDACTED_QUERY. */
 static void push_exchange_info(lua_State *L, const Transfer *t) {
-  const char *url = t->url.data ? t->url.data : "", *path = strstr(url, "://");
-  path = path ? strchr(path + 3, '/') : NULL;
   lua_createtable(L, 0, 7);
   set_exchange_fields(L, t, t->exchange_status);
-  lua_pushstring(L, path ? path : "/");
+  push_shown_url(L, t, 1);
   lua_setfield(L, -2, "path");
   lua_pushnumber(L, t->exchange_seconds);
   lua_setfield(L, -2, "seconds");
@@ -640,6 +680,7 @@ static void transfer_submit(lua_State *L, Client *c, int client_idx, int idx, in
     t->anchor = luaL_ref(L, LUA_REGISTRYINDEX);
     if (!t->internal) c->pending++;
   }
+  if (t->mode != MODE_TIMER) transfer_classify(c, t);
   list_append(c, t);
   if (c->released) {
     /* A finalizer closed the client while the request was being built
@@ -841,7 +882,7 @@ static int l_client_timeout(lua_State *L) {
     return 1;
   }
   now = monotonic_seconds();
-  due = has_news(c) ? now : next_due(c);
+  due = has_news(c) ? now : next_due(c, now);
   if (due == HUGE_VAL) {
     /* only sockets to wait for: poll when they are ready, or in a while */
     lua_pushnumber(L, 1.0);

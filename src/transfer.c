@@ -190,6 +190,67 @@ static void push_response_headers(lua_State *L, const Transfer *t) {
 
 
 /* ======================================================================
+** Presigned URLs: which URLs they are, their host, what of them shows
+** ====================================================================== */
+
+/* Whether the URL is under the client's endpoint (an API request): the
+** endpoint, then '/', '?' or nothing. Any other URL is a presigned storage
+** URL: its query holds a signature, so it is never shown, and its 429s
+** hold only the transfers to its own host. */
+static int url_under_endpoint(const Client *c, const char *url, size_t len) {
+  size_t n = c->base_url_len;
+  return c->base_url != NULL && len >= n && memcmp(url, c->base_url, n) == 0 &&
+         (len == n || url[n] == '/' || url[n] == '?');
+}
+
+/* Length of the "scheme://authority" that starts `url` (0 without "://"). */
+static size_t url_origin_len(const char *url, size_t len) {
+  size_t i = 0;
+  while (i + 3 <= len && memcmp(url + i, "://", 3) != 0) i++;
+  if (i + 3 > len) return 0;
+  for (i += 3; i < len && url[i] != '/' && url[i] != '?' && url[i] != '#'; i++) {}
+  return i;
+}
+
+/* FNV-1a of the URL's scheme://host:port, ASCII case folded. */
+static unsigned int url_host_key(const char *url, size_t len) {
+  size_t i, n = url_origin_len(url, len);
+  unsigned int h = 2166136261u;
+  for (i = 0; i < n; i++) h = (h ^ (unsigned int)ascii_lower((unsigned char)url[i])) * 16777619u;
+  return h;
+}
+
+/* Marks t presigned (with its host key) when its URL is not the API's. */
+static void transfer_classify(const Client *c, Transfer *t) {
+  if (t->url.data == NULL || url_under_endpoint(c, t->url.data, t->url.len)) return;
+  t->presigned = 1;
+  t->host_key = url_host_key(t->url.data, t->url.len);
+}
+
+/* Pushes t's URL as it may be shown (`path_only`: from its path on, "/"
+** when it has none): a presigned URL stops before its query, with
+** REDACTED_QUERY in its place, and loses its fragment. The buffer is read
+** by the first push, before anything that could run a finalizer. */
+static void push_shown_url(lua_State *L, const Transfer *t, int path_only) {
+  const char *url = t->url.data ? t->url.data : "";
+  size_t len = t->url.data ? t->url.len : 0, origin = url_origin_len(url, len);
+  size_t from = path_only ? origin : 0, to = len;
+  int slash = path_only && (from >= len || url[from] != '/'), cut = 0;
+  if (t->presigned) {
+    for (to = origin; to < len && url[to] != '?' && url[to] != '#'; to++) {}
+    cut = to < len && url[to] == '?';
+  }
+  lua_pushlstring(L, url + from, to - from);
+  if (slash) {
+    lua_pushliteral(L, "/");
+    lua_insert(L, -2);
+  }
+  if (cut) lua_pushliteral(L, REDACTED_QUERY);
+  lua_concat(L, 1 + slash + cut);
+}
+
+
+/* ======================================================================
 ** The transfer object
 ** ====================================================================== */
 
@@ -322,7 +383,7 @@ static void attempt_prepare(Client *c, Transfer *t, CURL *e) {
 static void set_exchange_fields(lua_State *L, const Transfer *t, long status) {
   lua_pushstring(L, t->method);
   lua_setfield(L, -2, "method");
-  lua_pushlstring(L, t->url.data ? t->url.data : "", t->url.len); /* freed once done */
+  push_shown_url(L, t, 0); /* a presigned URL without its query */
   lua_setfield(L, -2, "url");
   if (status > 0) {
     lua_pushinteger(L, status);
@@ -598,8 +659,11 @@ static int l_handle_tostring(lua_State *L) {
   Transfer *t = to_transfer(L, 1);
   static const char *const states[] = {"queued", "running", "backoff", "timer", "finished", "done"};
   if (t->mode == MODE_TIMER) lua_pushfstring(L, "atai.Handle (sleep, %s): %p", states[t->state], (void *)t);
-  else lua_pushfstring(L, "atai.Handle (%s %s, %s): %p", t->method, t->url.data ? t->url.data : "",
-                       states[t->state], (void *)t);
+  else {
+    push_shown_url(L, t, 0);
+    lua_pushfstring(L, "atai.Handle (%s %s, %s): %p", t->method, lua_tostring(L, -1), states[t->state],
+                    (void *)t);
+  }
   return 1;
 }
 
