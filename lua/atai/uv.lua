@@ -253,6 +253,14 @@ local function new_driver(uv, resolve, opts)
     end
     stepping = false
     if detached then return ok, err end -- a callback detached
+    -- A callback may have replaced the default client (atai.configure)
+    -- and started work on the new one: sync against that, or its timer
+    -- would be disarmed and the loop would return with it pending.
+    local now_client = resolve()
+    if now_client ~= nil and now_client ~= d.client then
+      d.forget()
+      d.client = now_client
+    end
     -- raises only on a broken loop; a callback's error leaves timeout() at 0
     sync()
     return ok, err
