@@ -100,7 +100,7 @@ describe("presigned URLs", function()
       assert.are.equal(2, err.attempts)
     end)
 
-    it("finding 4: an API 429 still holds every new attempt of the client, downloads included", function()
+    it("finding 4 (kept): an API 429 still holds every new attempt of the client, downloads included", function()
       local retries = {}
       local c = t.new_client { on_retry = function(info) retries[#retries + 1] = info end }
       c:_time_scale(0.05)

@@ -251,13 +251,15 @@ static void build_url(lua_State *L, Client *c, Transfer *t, const char *path, si
   if (query) add_query(L, &t->url, query, fname);
 }
 
-/* A header name is an HTTP token; a value holds no CR, LF or NUL. */
+/* A header name is an HTTP token; a value holds no control byte (C0,
+** tab included, or DEL): CR and LF would inject headers, the others have
+** no business in one. */
 static int header_ok(const char *s, size_t len, int is_name) {
   size_t i;
   if (is_name && len == 0) return 0;
   for (i = 0; i < len; i++) {
     unsigned char ch = (unsigned char)s[i];
-    if (ch == '\r' || ch == '\n' || ch == '\0') return 0;
+    if (ch < 0x20 || ch == 0x7f) return 0;
     if (is_name && !((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
                      (ch >= '0' && ch <= '9') || ch == '-' || ch == '_'))
       return 0;
@@ -311,8 +313,11 @@ static void build_headers(lua_State *L, Client *c, Transfer *t, int extra, int h
       arg_error(L, 4, fname, "opts.headers: names and values must be strings");
     name = lua_tolstring(L, -2, &nlen);
     value = lua_tolstring(L, -1, &vlen);
-    if (!header_ok(name, nlen, 1) || !header_ok(value, vlen, 0))
-      arg_error(L, 4, fname, lua_pushfstring(L, "opts.headers: invalid header '%s'", name));
+    if (!header_ok(name, nlen, 1))
+      arg_error(L, 4, fname, "opts.headers: invalid header name (letters, digits, '-' and '_')");
+    if (!header_ok(value, vlen, 0))
+      arg_error(L, 4, fname, lua_pushfstring(L, "opts.headers: invalid header '%s': its value holds "
+                                                "a control byte (C0 or DEL)", name));
     if (equals_ci(name, nlen, "authorization"))
       arg_error(L, 4, fname, "opts.headers: Authorization is set from api_key");
     lua_pushfstring(L, "%s: %s", name, value);

@@ -180,7 +180,7 @@ static void engine_init(Client *c); /* engine.c: socket and timer callbacks */
 ** retry_backoff, retry_backoff_max, max_response_bytes, max_concurrency,
 ** ca_file, ca_path, proxy, config_error, on_retry, on_exchange. */
 static int l_new_client(lua_State *L) {
-  const char *base_url, *api_key, *config_error;
+  const char *base_url, *api_key, *config_error, *user_agent;
   int ok;
   Client *c;
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -201,13 +201,16 @@ static int l_new_client(lua_State *L) {
   api_key = opt_string(L, "api_key");
   config_error = opt_string(L, "config_error");
   if (api_key && !header_ok(api_key, strlen(api_key), 0))
-    luaL_argerror(L, 1, "api_key: must not contain CR, LF or NUL");
+    luaL_argerror(L, 1, "api_key: must not contain control bytes (C0 or DEL)");
+  user_agent = opt_string(L, "user_agent");
+  if (user_agent && !header_ok(user_agent, strlen(user_agent), 0))
+    luaL_argerror(L, 1, "user_agent: must not contain control bytes (C0 or DEL)");
   if (api_key == NULL || *api_key == '\0')
     config_error = config_error ? config_error
                                 : "no API key: set the ATAI_API_KEY environment variable or "
                                   "pass api_key to atai.new()";
   ok = keep_string(&c->base_url, base_url) && keep_string(&c->config_error, config_error) &&
-       keep_string(&c->user_agent, opt_string(L, "user_agent")) &&
+       keep_string(&c->user_agent, user_agent) &&
        keep_string(&c->ca_file, opt_string(L, "ca_file")) &&
        keep_string(&c->ca_path, opt_string(L, "ca_path")) &&
        keep_string(&c->proxy, opt_string(L, "proxy"));

@@ -138,6 +138,7 @@ api.ENDPOINTS = {
   { "job_input_traces", "GET", "/batch/jobs/{id}/inputs/progress/traces", meta = true,
     prepare = function(name, opts)
       local o = check.filter(name, 2, opts, TRACES_OPTS)
+      check.header_text(name, 2, "etag", o.etag) -- sent as If-None-Match
       local headers = o.etag and { ["If-None-Match"] = o.etag } or nil
       return { query = { buckets = o.buckets }, headers = headers }, finish_traces(o.etag)
     end },

@@ -35,6 +35,16 @@ function check.id(fname, n, value, name)
   return value
 end
 
+--- Raises unless `value` (a string) is fit for an HTTP header or a
+--- multipart part header: no control byte (C0, tab included, or DEL),
+--- which could end the header and start another. `what` names it.
+function check.header_text(fname, n, what, value)
+  if type(value) == "string" and value:find("%c") then
+    check.fail(fname, n, what .. ": a control byte (C0 or DEL) is not allowed in a header value")
+  end
+  return value
+end
+
 -- Kinds of filter field: how to check one, and what it expects.
 local FIELD_KINDS = {
   string = { "non-empty string", function(v) return type(v) == "string" and v ~= "" end },

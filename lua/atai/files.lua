@@ -35,9 +35,14 @@ local UPLOAD_OPTIONS = { name = "string", file_type = "string", on_progress = "f
 
 local function decode_error(message) return stream.error("decode", message) end
 
--- Checks upload options; fills in the defaults (name from `default_name`).
-local function upload_options(fname, n, opts, default_name)
+-- Checks upload options; fills in the defaults (name from `default_name`,
+-- argument `default_arg` = {n, what}). The name and file type go into the
+-- form's part header: no control bytes (they would inject headers).
+local function upload_options(fname, n, opts, default_name, default_arg)
   local o = check.options(fname, n, opts, UPLOAD_OPTIONS)
+  if o.name == nil then check.header_text(fname, default_arg[1], default_arg[2], default_name) end
+  check.header_text(fname, n, "opts.name", o.name)
+  check.header_text(fname, n, "opts.file_type", o.file_type)
   o.name = o.name or default_name
   if type(o.name) ~= "string" or o.name == "" or o.name:find("/", 1, true) or o.name:find("\\", 1, true)
       or o.name:find("\0", 1, true) then
@@ -190,7 +195,7 @@ local function file_args(fname, path, opts)
   if type(path) ~= "string" or path == "" then
     check.fail(fname, 1, "path: string expected, got " .. type(path))
   end
-  local o = upload_options(fname, 2, opts, path:match("([^/]+)/*$"))
+  local o = upload_options(fname, 2, opts, path:match("([^/]+)/*$"), { 1, "path: its file name" })
   local size, err = readable_size(path)
   if not size then return nil, err end
   return stream.pack({ path = path }, size, o)
@@ -201,7 +206,7 @@ local function data_args(fname, name, data, opts)
   if type(name) ~= "string" then check.fail(fname, 1, "name: string expected, got " .. type(name)) end
   if type(data) ~= "string" then check.fail(fname, 2, "data: string expected, got " .. type(data)) end
   if type(opts) == "table" and opts.name ~= nil then check.fail(fname, 3, "opts.name: the name is argument #1") end
-  return stream.pack({ data = data }, #data, upload_options(fname, 3, opts, name))
+  return stream.pack({ data = data }, #data, upload_options(fname, 3, opts, name, { 1, "name" }))
 end
 
 --- client:upload_file(path[, opts]): uploads a file, by POST /files or, from
