@@ -48,7 +48,7 @@
 ---@field retryable boolean      whether another attempt could succeed
 ---@field attempts? integer      attempts made, retries included
 ---@field method? string
----@field url? string
+---@field url? string             the request URL (a presigned one: query as "?REDACTED")
 ---@field curl_code? integer     libcurl's CURLcode, for transport errors
 ---@field retry_after? number    seconds asked by Retry-After
 ---@field job? atai.Job          wait_job timeout: the last job seen
@@ -75,8 +75,8 @@
 
 ---@class atai.ExchangeInfo
 ---@field method string
----@field url string
----@field path string        the URL's path and query
+---@field url string         a presigned URL's query shows as "?REDACTED"
+---@field path string        the URL's path and query (a presigned one's: "?REDACTED")
 ---@field status? integer    when a response came
 ---@field kind? atai.ErrorKind  when the attempt failed
 ---@field seconds number     how long the attempt took
@@ -142,7 +142,7 @@ function Handle:await() end
 ---@field kind atai.ErrorKind
 ---@field status? integer
 ---@field method string
----@field url string
+---@field url string        (a presigned one without its query: "?REDACTED")
 
 ---@class atai.RequestOptions
 ---@field query? table<string, string|number|boolean|(string|number)[]>
