@@ -118,6 +118,20 @@ describe("presigned URLs", function()
     end)
   end)
 
+  it("after a 429's hold is over, a transfer waiting for a free slot does not make timeout() 0", function()
+    local c = t.new_client { max_concurrency = 1 }
+    t.srv:fault { path = "/v0.5/batch/jobs/" .. SEED, responses = {
+      { status = 429, headers = { ["Retry-After"] = "0" } }, { pass = true },
+      { delay = 0.3, pass = true }, { pass = true } } }
+    assert(c:get_job(SEED)) -- the 429 set a hold, over at once
+    local a, b = c.async:get_job(SEED), c.async:get_job(SEED) -- b waits for a's slot
+    c:poll(0)
+    -- a's answer is 0.3 s away: nothing to do before its socket is ready
+    assert.is_true(c:timeout() > 0, tostring(c:timeout()))
+    assert(a:wait())
+    assert(b:wait())
+  end)
+
   describe("finding 10", function()
     it("finding 10: a presigned URL's query (its signature) is in no error, info or handle text", function()
       local exchanges, retries = {}, {}
