@@ -57,7 +57,7 @@ describe("presigned URLs", function()
     it("finding 4: a storage host's 429 with Retry-After: 20 delays no concurrent or later get_job", function()
       local retries = {}
       local c = t.new_client { on_retry = function(info) retries[#retries + 1] = info end }
-      c:_time_scale(0.05) -- the engine's clock: Retry-After 20 s lasts 1 s here
+      c:_time_scale(0.2) -- the engine's clock: Retry-After 20 s lasts 4 s here (never waited out)
       rate_limited("/store/x", 2)
       local dl = c.async:download(t.srv:url("/store/x" .. SIGNED), dir .. "/x")
       poll_until(c, function() return #retries == 1 end)
@@ -80,7 +80,7 @@ describe("presigned URLs", function()
     it("finding 4: a storage host's 429 holds the later transfers to that host until its Retry-After", function()
       local retries = {}
       local c = t.new_client { on_retry = function(info) retries[#retries + 1] = info end }
-      c:_time_scale(0.05)
+      c:_time_scale(0.1) -- Retry-After 20 s lasts 2 s here
       rate_limited("/store/x", 1)
       t.srv:fault { path = "/store/y", responses = { { status = 200, body = "y" } } }
       local first = c.async:download(t.srv:url("/store/x" .. SIGNED), dir .. "/x")
@@ -90,7 +90,6 @@ describe("presigned URLs", function()
       assert(c:get_job(SEED))
       assert.is_false(half:done())
       assert.are.equal(0, hits(t.srv, "/store/y")) -- same host: it waits
-      assert.is_true(c:timeout() > 0)
       -- once the hold is over, both go on (the first gets 404: no route)
       assert.is_true(second:wait())
       assert.are.equal("y", helpers.read(dir .. "/y"))
@@ -103,7 +102,7 @@ describe("presigned URLs", function()
     it("finding 4 (kept): an API 429 still holds every new attempt of the client, downloads included", function()
       local retries = {}
       local c = t.new_client { on_retry = function(info) retries[#retries + 1] = info end }
-      c:_time_scale(0.05)
+      c:_time_scale(0.1)
       rate_limited("/v0.5/batch/jobs/" .. SEED, 1)
       local h = c.async:get_job(SEED)
       poll_until(c, function() return #retries == 1 end)
