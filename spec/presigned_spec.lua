@@ -99,6 +99,25 @@ describe("presigned URLs", function()
       assert.are.equal(2, err.attempts)
     end)
 
+    it("finding 4: a storage host's 429 does not hold another host's transfers", function()
+      local retries = {}
+      local c = t.new_client { on_retry = function(info) retries[#retries + 1] = info end }
+      c:_time_scale(0.2)
+      rate_limited("/store/x", 2)
+      t.srv:fault { path = "/store/y", responses = { { status = 200, body = "y" } } }
+      local first = c.async:download(t.srv:url("/store/x" .. SIGNED), dir .. "/x")
+      poll_until(c, function() return #retries == 1 end)
+      local half = c.async:sleep(10)
+      -- localhost:<port> is another host (by name) than 127.0.0.1:<port>
+      local other = "http://localhost:" .. t.srv.port .. "/store/y" .. SIGNED
+      assert.is_true(c:download(other, dir .. "/y"))
+      assert.are.equal("y", helpers.read(dir .. "/y"))
+      assert.is_false(half:done())
+      assert.is_false(first:done())
+      first:cancel()
+      half:cancel()
+    end)
+
     it("finding 4 (kept): an API 429 still holds every new attempt of the client, downloads included", function()
       local retries = {}
       local c = t.new_client { on_retry = function(info) retries[#retries + 1] = info end }
