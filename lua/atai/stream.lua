@@ -110,7 +110,36 @@ Batch.__index = Batch
 --- bytes_total, files_done, files_total}.
 function stream.batch(client, on_progress, files_total, bytes_total)
   return setmetatable({ client = client, active = {}, n = 0, finished = {}, on_progress = on_progress,
-    files_total = files_total, bytes_total = bytes_total, files_done = 0, bytes_settled = 0 }, Batch)
+    files_total = files_total, bytes_total = bytes_total, files_done = 0, bytes_settled = 0,
+    deadlines = setmetatable({}, { __mode = "k" }) }, Batch)
+end
+
+--- batch.deadline_of(item) -> the core.now() time by which an item's
+--- transfer must be done (nil: none). Set it to give transfers a deadline:
+--- past it, a transfer is cancelled and finishes as nil, batch.expired(item)
+--- (an error of kind "timeout").
+Batch.deadline_of = nil
+
+--- The error of a transfer cancelled at its deadline.
+function Batch.expired()
+  return stream.error("timeout", "the transfer took longer than its time limit")
+end
+
+--- Cancels the transfers past their deadline; each finishes with nil,
+--- self.expired(item).
+function Batch:expire()
+  local now, late = core.now(), {}
+  for h, item in pairs(self.active) do
+    local due = self.deadlines[h]
+    if due and due <= now then late[#late + 1] = { h, item } end
+  end
+  for _, l in ipairs(late) do
+    local h, item = l[1], l[2]
+    self.active[h] = nil
+    self.n = self.n - 1
+    h:cancel()
+    self.finished[#self.finished + 1] = { item = item, res = pack(nil, self.expired(item)) }
+  end
 end
 
 --- Tracks the transfer handle h (made internal) for `item`.
@@ -118,6 +147,7 @@ function Batch:add(h, item)
   h:_internal()
   self.active[h] = item
   self.n = self.n + 1
+  self.deadlines[h] = self.deadline_of and self.deadline_of(item) or nil
   h:_on_done(function(...)
     if self.active[h] == nil then return end -- cancelled by the batch
     self.active[h] = nil
@@ -197,6 +227,7 @@ function Batch:run(queue, limit, start, finish, more)
       if not extra or #extra == 0 then break end
       queue, i = extra, 1
     else
+      self:expire()
       local done = self:next()
       local res = done and done.res
       if res and res[1] == nil and type(res[2]) == "table" and res[2].kind == "cancelled" then
