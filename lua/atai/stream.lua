@@ -48,9 +48,12 @@ end
 
 --- Why `url` may not be fetched as a presigned URL, or nil: it must be
 --- https://, or http:// to a loopback host (the fake server of the tests),
---- with no user name or password.
+--- with no user name or password, and printable ASCII only (no blank,
+--- control or non-ASCII byte: atai.core refuses those too).
 function stream.url_problem(url)
   if type(url) ~= "string" then return "URL string expected, got " .. type(url) end
+  local bad = url:find("[^\33-\126]")
+  if bad then return ("a URL with a blank, control or non-ASCII byte (0x%02X at %d) is refused"):format(url:byte(bad), bad) end
   local scheme, authority = url:match("^(%a[%w+.-]*)://([^/?#]*)")
   if not scheme then return "not an absolute http(s) URL" end
   if authority:find("@", 1, true) then return "a URL with credentials is refused" end
