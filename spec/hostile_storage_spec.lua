@@ -27,7 +27,11 @@ local JOB = "job_2abc3def4ghi5jkl6mno7pqr"
 
 -- ------------------------------------------------------------------ local files
 
-local function sh(cmd) return os.execute(cmd) == true or os.execute(cmd) == 0 end
+-- Runs a shell command; whether it succeeded (os.execute's result on any Lua).
+local function sh(cmd)
+  local r = os.execute(cmd)
+  return r == true or r == 0
+end
 local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
 -- What a path is, not following a symlink: "link", "fifo", "file", "dir" or nil.

@@ -267,7 +267,7 @@ static CURLcode stream_end(Transfer *t, CURLcode result) {
     return s->written < s->expect ? CURLE_PARTIAL_FILE : CURLE_WRITE_ERROR;
   }
   if (rename(s->temp_path, s->dest_path) != 0) {
-    stream_io_error(s, errno, "rename into place");
+    stream_io_error(s, errno, "rename");
     return CURLE_WRITE_ERROR;
   }
   s->committed = 1;
@@ -430,9 +430,10 @@ static FILE *stream_make_temp(Stream *s, const char *dest, size_t len) {
   FILE *f;
   keep = dir_len + utf8_cut(dest + dir_len, base_len, FILE_NAME_MAX - extra);
   s->dest_path = (char *)malloc(len + 1);
-  s->temp_path = path = (char *)malloc(keep + extra + 1);
+  path = (char *)malloc(keep + extra + 1);
   if (s->dest_path == NULL || path == NULL) {
-    stream_io_error(s, ENOMEM, "open");
+    free(path);
+    stream_io_error(s, ENOMEM, "create");
     return NULL;
   }
   memcpy(s->dest_path, dest, len + 1);
@@ -447,10 +448,10 @@ static FILE *stream_make_temp(Stream *s, const char *dest, size_t len) {
   }
   if (fd < 0) {
     stream_io_error(s, errno, "create");
-    free(s->temp_path);
-    s->temp_path = NULL;
+    free(path);
     return NULL;
   }
+  s->temp_path = path; /* ours now: removed with the stream unless renamed */
   if ((s->mode >= 0 && fchmod(fd, (mode_t)s->mode) != 0) || (f = fdopen(fd, "wb")) == NULL) {
     stream_io_error(s, errno, "create");
     close(fd);
