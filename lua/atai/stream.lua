@@ -134,7 +134,7 @@ function Batch:expire()
   local now, late = core.now(), {}
   for h, item in pairs(self.active) do
     local due = self.deadlines[h]
-    if due and due <= now then late[#late + 1] = { h, item } end
+    if due and due <= now and not h:done() then late[#late + 1] = { h, item } end
   end
   for _, l in ipairs(late) do
     local h, item = l[1], l[2]
