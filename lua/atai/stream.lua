@@ -1,11 +1,13 @@
 --- atai.stream: what uploads and downloads share.
 --
 -- Their bytes move in streaming transfers of atai.core (client:_stream:
--- a body written to a file, an upload read from a file or a string,
--- presigned URLs without the API key, a stall limit, progress counters).
+-- a body written to a temporary file of its own and renamed into place,
+-- an upload read from a file or a string, presigned URLs without the API
+-- key, a low-speed limit, progress counters).
 -- This file holds the rules around them: which presigned URLs are fetched,
 -- how a file id becomes a path segment, the file type of an extension, a
--- set of transfers in flight with progress reports (Batch), and how one
+-- set of transfers in flight with progress reports and optional deadlines
+-- (Batch), and how one
 -- body of code runs blocking or as a handle, with a cleanup on cancel,
 -- error or Ctrl-C (stream.operation).
 -- No pcall around a yield and no generic `for` over an iterator that may
@@ -27,7 +29,8 @@ stream.TICK = 0.2
 --- Seconds a blocking call interrupted by an error waits for its cleanup
 --- (an upload's abort) before the error goes on.
 stream.CLEANUP_WAIT = 10
---- Suffix of the temporary file a download writes before its rename.
+--- Suffix of the temporary file a download writes before its rename
+--- (atai.core names it "<dest>.<8 random characters>" .. PART_SUFFIX).
 stream.PART_SUFFIX = ".atai-part"
 
 --- File types by extension (lowercase); anything else is
