@@ -295,6 +295,15 @@ describe("hostile storage and file system (issue 14)", function()
           assert.matches(name, tostring(err))
         end
       end
+      for _, call in ipairs({
+        function() return t.client:download_outputs(JOB, dir .. "\0x") end,
+        function() return t.client:download("https://example.com/x", dir .. "/x\0y") end,
+        function() return t.client:download_file("x.csv", dir .. "/x\0y") end,
+      }) do
+        local ok, err = pcall(call)
+        assert.is_false(ok)
+        assert.matches("bad argument #2 .*without NUL", tostring(err))
+      end
       assert.are.equal(0, #t.srv:requests())
     end)
   end)

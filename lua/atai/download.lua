@@ -92,6 +92,7 @@ end
 -- The arguments of download and download_file: the spec, dest, options.
 local function one_args(fname, spec, dest, opts)
   if type(dest) ~= "string" or dest == "" then check.fail(fname, 2, "dest: file path expected, got " .. type(dest)) end
+  if dest:find("\0", 1, true) then check.fail(fname, 2, "dest: a path without NUL expected") end
   return stream.pack(spec, dest, check.options(fname, 3, opts, ONE_OPTIONS))
 end
 
@@ -386,6 +387,7 @@ end
 stream.define("download_outputs", function(fname, job_id, dir, opts)
   check.id(fname, 1, job_id)
   if type(dir) ~= "string" or dir == "" then check.fail(fname, 2, "dir: folder path expected, got " .. type(dir)) end
+  if dir:find("\0", 1, true) then check.fail(fname, 2, "dir: a path without NUL expected") end
   return stream.pack(job_id, dir, check.options(fname, 3, opts, OUTPUTS_OPTIONS))
 end, download_outputs)
 
