@@ -120,13 +120,12 @@ function stream.batch(client, on_progress, files_total, bytes_total)
     deadlines = setmetatable({}, { __mode = "k" }) }, Batch)
 end
 
---- batch.deadline_of(item) -> the core.now() time by which an item's
---- transfer must be done (nil: none). Set it to give transfers a deadline:
---- past it, a transfer is cancelled and finishes as nil, batch.expired(item)
---- (an error of kind "timeout").
-Batch.deadline_of = nil
+-- batch.deadline_of(item) -> the core.now() time by which an item's
+-- transfer must be done (nil: none). Set it to give transfers a deadline:
+-- past it, a transfer is cancelled and finishes as nil, batch.expired(item)
+-- (an error of kind "timeout").
 
---- The error of a transfer cancelled at its deadline.
+--- The error of a transfer cancelled at its deadline (a batch may set its own).
 function Batch.expired()
   return stream.error("timeout", "the transfer took longer than its time limit")
 end
