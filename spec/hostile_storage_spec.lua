@@ -279,6 +279,16 @@ describe("hostile storage and file system (issue 14)", function()
       assert.are.same({}, helpers.list(dir))
     end)
 
+    it("finding 2: opts.max_seconds counts the URL refreshes too", function()
+      -- each URL is refused (403: expired) after 0.6 s; two refreshes: 1.8 s without the bound
+      host.outputs { output("out_stale", host.url("/late_status/403/600"), "stale.bin", "10") }
+      local c = hostile_client()
+      local s = assert(c:download_outputs(JOB, dir, { max_seconds = 1 }))
+      assert.are.equal("timeout", s.failed[1].err.kind)
+      assert.is_true(host.stats().requests["/v0.5/batch/jobs/" .. JOB .. "/outputs"] <= 2)
+      assert.are.same({}, helpers.list(dir))
+    end)
+
     it("finding 2: max_seconds, min_bytes_per_second and mode are checked like every option", function()
       local bad = { { max_seconds = 0 }, { max_seconds = 604801 }, { max_seconds = "1" },
         { min_bytes_per_second = 0 }, { min_bytes_per_second = 1.5 },

@@ -24,6 +24,7 @@
                                      client hangs up (at most n)
     GET  /trickle/<n>/<ms>           200, Content-Length n, one byte every ms
     GET  /status/<code>              that status with Retry-After: 1 and a short body
+    GET  /late_status/<code>/<ms>    that status after ms (no Retry-After)
 ]]
 
 local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
@@ -106,6 +107,10 @@ local ROUTES = {
   end },
   { "^/status/(%d+)$", function(conn, _, code)
     return answer(conn, code .. " Hostile", '{"error":"hostile"}', { "Retry-After: 1" })
+  end },
+  { "^/late_status/(%d+)/(%d+)$", function(conn, _, code, ms)
+    sched.sleep(tonumber(ms) / 1000)
+    return answer(conn, code .. " Hostile", '{"error":"hostile"}')
   end },
   { "^/v0%.5/batch/jobs/[^/]+/outputs$", function(conn, req)
     local offset = math.tointeger(tonumber(req.params.offset)) or 0
