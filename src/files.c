@@ -10,21 +10,35 @@
 **     read piece by piece, never whole into memory;
 **   - to a presigned URL it sends none of the client's headers (no API
 **     key), asks for no content encoding and follows no redirect;
-**   - a stall limit (no byte for N seconds) replaces the attempt timeout;
+**   - a low-speed limit (fewer than N bytes a second over a stall window)
+**     replaces the attempt timeout;
+**   - a download is written to a temporary file that only this transfer
+**     made (a new name next to its destination, created with O_EXCL and
+**     O_NOFOLLOW: never a planted symlink, FIFO or another run's file),
+**     stops as soon as the body passes its declared size, and is renamed
+**     onto the destination once complete (the rename replaces whatever is
+**     there, a symlink included, and never writes through it);
 **   - it counts the bytes moved, readable from Lua (h:_progress()).
 ** The Stream belongs to its transfer: files and form are closed when the
-** transfer is freed (its release, or __gc), so an error leaks nothing.
+** transfer is freed (its release, or __gc), and a temporary file that was
+** not renamed into place is removed then, so an error leaks nothing.
 ** libcurl's callbacks here only move bytes and record numbers.
 */
 
+#include <fcntl.h>
 #include <math.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 
 #define UV_DATA 4            /* user-value slot: the Lua string an upload reads */
-#define STALL_DEFAULT 60     /* seconds without a byte before an attempt gives up */
+#define STALL_DEFAULT 60     /* seconds of the low-speed window */
 #define STREAM_ERROR_BODY (64 * 1024) /* bytes kept of a download's error body */
+#define PART_SUFFIX ".atai-part" /* of a temporary file (stream.PART_SUFFIX) */
+#define PART_RANDOM 8        /* random characters in a temporary name */
+#define PART_TRIES 32        /* names tried before giving up (EEXIST) */
+#define FILE_NAME_MAX 255    /* bytes of one file name (NAME_MAX of Linux, macOS) */
+#define SIZE_MAX_BYTES 4503599627370496.0 /* 2^52: largest size or offset taken */
 
 /* Why a stream failed, beyond what libcurl says. */
 typedef enum {
@@ -32,7 +46,7 @@ typedef enum {
   SE_IO,        /* a local file could not be opened, read or written (kind "io") */
   SE_TOO_LARGE, /* the body went past opts.max_bytes */
   SE_SHORT,     /* fewer bytes than expected: the transfer was cut short */
-  SE_LONG,      /* more bytes than expected */
+  SE_LONG,      /* more bytes than declared (num_bytes, Content-Length) */
   SE_MEMORY     /* the multipart form could not be built */
 } StreamError;
 
@@ -46,7 +60,13 @@ typedef struct Stream {
   char *form_fields;          /* a form's "name\0filename\0type\0", or NULL */
   curl_mime *form;            /* the form of the current attempt */
   int presigned;              /* a storage URL: no client headers, no key */
-  long stall;                 /* seconds */
+  long stall;                 /* seconds of the low-speed window */
+  long min_speed;             /* bytes a second over that window */
+  char *temp_path;            /* the download's temporary file, or NULL */
+  char *dest_path;            /* where it is renamed once complete */
+  int committed;              /* renamed: nothing to remove */
+  int mode;                   /* permission bits of the file, -1 = umask's */
+  curl_off_t seen;            /* bytes the body had when refused (or its length) */
   curl_off_t max_bytes;       /* cap of a download, 0 = none */
   curl_off_t expect;          /* bytes the body must have, -1 = unknown */
   curl_off_t written;         /* body bytes in the file, this attempt */
@@ -70,6 +90,33 @@ static void stream_io_error(Stream *s, int err, const char *what) {
   s->io_what = what;
 }
 
+/* Whether a body of `bytes` breaks a bound: opts.max_bytes (SE_TOO_LARGE)
+** or the size declared (SE_LONG); records the failure. */
+static int stream_refuse(Stream *s, curl_off_t bytes) {
+  if (s->max_bytes > 0 && bytes > s->max_bytes) s->error = SE_TOO_LARGE;
+  else if (s->expect >= 0 && bytes > s->expect) s->error = SE_LONG;
+  else return 0;
+  s->seen = bytes;
+  return 1;
+}
+
+/* The first body bytes of a response: whether they go to the file (a 2xx),
+** and whether its Content-Length already breaks a bound (then nothing is
+** written). A presigned download asks for no content encoding, so its
+** Content-Length is the size of the file; the API's may be compressed.
+** Returns 0 to stop the transfer. */
+static int stream_first_body(Transfer *t, Stream *s) {
+  long status = 0;
+  curl_off_t length = -1;
+  curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+  s->to_file = status >= 200 && status < 300;
+  s->status_seen = 1;
+#if CURL_AT_LEAST_VERSION(7, 55, 0)
+  curl_easy_getinfo(t->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);
+#endif
+  return !(s->to_file && s->presigned && length >= 0 && stream_refuse(s, length));
+}
+
 /* The body of a response: to the file when it is a 2xx of a download,
 ** else to the buffer (a PUT's reply; a download's error body, cut short). */
 static size_t on_stream_body(char *data, size_t size, size_t count, void *ud) {
@@ -77,21 +124,13 @@ static size_t on_stream_body(char *data, size_t size, size_t count, void *ud) {
   Stream *s = t->stream;
   size_t len = size * count;
   if (s->out == NULL) return on_body(data, size, count, ud);
-  if (!s->status_seen) {
-    long status = 0;
-    curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
-    s->to_file = status >= 200 && status < 300;
-    s->status_seen = 1;
-  }
+  if (!s->status_seen && !stream_first_body(t, s)) return 0;
   if (!s->to_file) {
     size_t room = t->body.len < STREAM_ERROR_BODY ? STREAM_ERROR_BODY - t->body.len : 0;
     if (room > 0 && !buffer_add(&t->body, data, len < room ? len : room)) return 0;
     return len;
   }
-  if (s->max_bytes > 0 && s->written + (curl_off_t)len > s->max_bytes) {
-    s->error = SE_TOO_LARGE;
-    return 0;
-  }
+  if (stream_refuse(s, s->written + (curl_off_t)len)) return 0;
   if (fwrite(data, 1, len, s->out) != len) {
     stream_io_error(s, errno, "write");
     return 0;
@@ -183,7 +222,7 @@ static void stream_prepare(Transfer *t, CURL *e) {
   curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
   curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_stream_progress);
   curl_easy_setopt(e, CURLOPT_XFERINFODATA, (void *)s);
-  curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+  curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, s->min_speed);
   curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, s->stall);
   if (s->presigned) curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, (char *)NULL);
   if (s->form_fields) {
@@ -224,8 +263,14 @@ static CURLcode stream_end(Transfer *t, CURLcode result) {
   }
   if (s->expect >= 0 && s->written != s->expect) {
     s->error = s->written < s->expect ? SE_SHORT : SE_LONG;
+    s->seen = s->written;
     return s->written < s->expect ? CURLE_PARTIAL_FILE : CURLE_WRITE_ERROR;
   }
+  if (rename(s->temp_path, s->dest_path) != 0) {
+    stream_io_error(s, errno, "rename");
+    return CURLE_WRITE_ERROR;
+  }
+  s->committed = 1;
   return result;
 }
 
@@ -235,16 +280,17 @@ static int stream_fatal(const Transfer *t) {
   return e == SE_IO || e == SE_TOO_LARGE || e == SE_LONG || e == SE_MEMORY;
 }
 
-/* Kind and message of each StreamError; the message gets the bytes written
-** and the bound they broke (opts.max_bytes, or the size expected). */
+/* Kind and message of each StreamError; the message gets the bytes the body
+** had (written, or seen when refused) and the bound they broke
+** (opts.max_bytes, or the size declared). */
 static const struct StreamErrorText {
   const char *kind, *fmt;
 } stream_errors[] = {
   {"network", "%lld %lld"}, /* SE_NONE: never pushed */
   {"io", NULL},             /* SE_IO: its own message */
-  {"too_large", "download larger than opts.max_bytes: %lld bytes written, the cap is %lld"},
+  {"too_large", "download larger than opts.max_bytes: %lld bytes or more, the cap is %lld"},
   {"network", "transfer cut short: %lld of %lld bytes"},
-  {"decode", "more bytes than expected: %lld instead of %lld"},
+  {"too_large", "download larger than its declared size: %lld bytes or more, %lld declared"},
   {"too_large", "not enough memory for the multipart form (%lld, %lld)"},
 };
 
@@ -258,7 +304,7 @@ static void push_stream_error(lua_State *L, const Transfer *t) {
     snprintf(text, sizeof text, "cannot %s the local file: %s", s->io_what,
              s->io_errno ? strerror(s->io_errno) : "it ended early (did it change?)");
   else
-    snprintf(text, sizeof text, e->fmt, (long long)s->written,
+    snprintf(text, sizeof text, e->fmt, (long long)(s->error == SE_SHORT ? s->written : s->seen),
              (long long)(s->error == SE_TOO_LARGE ? s->max_bytes : s->expect));
   error_new(L, e->kind, text);
   error_set_request(L, t);
@@ -296,9 +342,12 @@ static void stream_free(Transfer *t) {
   Stream *s = t->stream;
   t->stream = NULL;
   if (s->out) fclose(s->out);
+  if (s->temp_path && !s->committed) unlink(s->temp_path); /* ours: made with O_EXCL */
   if (s->in) fclose(s->in);
   curl_mime_free(s->form);
   free(s->form_fields);
+  free(s->temp_path);
+  free(s->dest_path);
   free(s);
 }
 
@@ -330,6 +379,84 @@ static double spec_number(lua_State *L, int spec, const char *field, double dflt
 static FILE *stream_open(Stream *s, const char *path, const char *mode) {
   FILE *f = fopen(path, mode);
   if (f == NULL) stream_io_error(s, errno, "open");
+  return f;
+}
+
+/* Fills `out` with n random characters [0-9a-z]: from /dev/urandom, else
+** from the clock, the process id and an address (O_EXCL catches a clash). */
+static void random_chars(char *out, size_t n, unsigned long salt) {
+  static const char alphabet[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+  unsigned char bytes[32];
+  size_t i, got = 0;
+  int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    ssize_t r = read(fd, bytes, n < sizeof bytes ? n : sizeof bytes);
+    got = r > 0 ? (size_t)r : 0;
+    close(fd);
+  }
+  if (got < n) {
+    unsigned long x = (unsigned long)(monotonic_seconds() * 1e9) ^ ((unsigned long)getpid() << 16) ^ salt;
+    for (i = got; i < n && i < sizeof bytes; i++) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      bytes[i] = (unsigned char)(x >> 24);
+    }
+  }
+  for (i = 0; i < n; i++) out[i] = alphabet[bytes[i % sizeof bytes] % 36];
+}
+
+/* Length of the first `max` bytes of s (of len) cut back to a UTF-8
+** character boundary: never half a character. */
+static size_t utf8_cut(const char *s, size_t len, size_t max) {
+  size_t n = len < max ? len : max;
+  int back = 0;
+  if (n == len) return n;
+  while (n > 0 && back < 3 && ((unsigned char)s[n] & 0xC0) == 0x80) n--, back++;
+  return n;
+}
+
+/* Makes the download's temporary file next to dest: "<dest>.<random>" +
+** PART_SUFFIX (the name cut on a character boundary so that it fits in
+** FILE_NAME_MAX bytes), created new with O_EXCL | O_NOFOLLOW, so it is
+** never a symlink, a FIFO or a file someone else made; mode: exact
+** permission bits, or -1 for 0666 less the umask (as curl does). */
+static FILE *stream_make_temp(Stream *s, const char *dest, size_t len) {
+  const char *slash = strrchr(dest, '/');
+  size_t dir_len = slash ? (size_t)(slash - dest) + 1 : 0, base_len = len - dir_len;
+  size_t extra = 1 + PART_RANDOM + sizeof PART_SUFFIX - 1, keep, tries;
+  char *path;
+  int fd = -1;
+  FILE *f;
+  keep = dir_len + utf8_cut(dest + dir_len, base_len, FILE_NAME_MAX - extra);
+  s->dest_path = (char *)malloc(len + 1);
+  path = (char *)malloc(keep + extra + 1);
+  if (s->dest_path == NULL || path == NULL) {
+    free(path);
+    stream_io_error(s, ENOMEM, "create");
+    return NULL;
+  }
+  memcpy(s->dest_path, dest, len + 1);
+  memcpy(path, dest, keep);
+  path[keep] = '.';
+  memcpy(path + keep + 1 + PART_RANDOM, PART_SUFFIX, sizeof PART_SUFFIX);
+  for (tries = 0; fd < 0 && tries < PART_TRIES; tries++) {
+    random_chars(path + keep + 1, PART_RANDOM, (unsigned long)(size_t)s + tries);
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+              (mode_t)(s->mode >= 0 ? (s->mode & 0600) : 0666));
+    if (fd < 0 && errno != EEXIST) break;
+  }
+  if (fd < 0) {
+    stream_io_error(s, errno, "create");
+    free(path);
+    return NULL;
+  }
+  s->temp_path = path; /* ours now: removed with the stream unless renamed */
+  if ((s->mode >= 0 && fchmod(fd, (mode_t)s->mode) != 0) || (f = fdopen(fd, "wb")) == NULL) {
+    stream_io_error(s, errno, "create");
+    close(fd);
+    return NULL; /* the file is removed with the stream */
+  }
   return f;
 }
 
@@ -424,13 +551,17 @@ static void stream_url(lua_State *L, Client *c, Transfer *t, int spec) {
 
 /* client:_stream(spec) -> handle: a streaming transfer, in flight at once.
 ** spec: method ("GET", "PUT" or "POST"), presigned (boolean: url, no key)
-** or path (API), sink (file the body goes to), source ({path | data,
-** offset, length}: the PUT body, or the form's file), form ({name,
-** filename, type}), expect_bytes, max_bytes, stall (s), timeout (s, none
-** by default), max_retries, decode (the reply is JSON: MODE_BODY). */
+** or path (API), sink (the file the body ends up in: written to a new
+** temporary file beside it, renamed onto it once complete), mode (the
+** sink's permission bits, default 0666 less the umask), source ({path |
+** data, offset, length}: the PUT body, or the form's file), form ({name,
+** filename, type}), expect_bytes, max_bytes, stall (s) and min_speed
+** (bytes/s: the low-speed limit, default 1), timeout (s, none by default),
+** max_retries, decode (the reply is JSON: MODE_BODY). */
 static int l_client_stream(lua_State *L) {
   Client *c = check_client(L, 1, 0);
   const char *method, *sink;
+  size_t sink_len = 0;
   Transfer *t;
   Stream *s;
   int decode;
@@ -449,16 +580,19 @@ static int l_client_stream(lua_State *L) {
   lua_getfield(L, 2, "presigned");
   s->presigned = lua_toboolean(L, -1);
   s->stall = (long)ceil(spec_number(L, 2, "stall", STALL_DEFAULT, 0.001, CALL_TIMEOUT_MAX)); /* whole seconds */
-  s->max_bytes = (curl_off_t)spec_number(L, 2, "max_bytes", 0, 0, 4503599627370496.0);
-  s->expect = (curl_off_t)spec_number(L, 2, "expect_bytes", -1, -1, 4503599627370496.0);
+  s->min_speed = (long)spec_number(L, 2, "min_speed", 1, 1, 1e12);
+  s->max_bytes = (curl_off_t)spec_number(L, 2, "max_bytes", 0, 0, SIZE_MAX_BYTES);
+  s->expect = (curl_off_t)spec_number(L, 2, "expect_bytes", -1, -1, SIZE_MAX_BYTES);
+  s->mode = (int)spec_number(L, 2, "mode", -1, -1, 0777);
   s->content_length = -1;
   read_call_opts(L, 2, "_stream", t);
   stream_url(L, c, t, 2);
-  sink = spec_string(L, 2, "sink", NULL);
+  sink = spec_string(L, 2, "sink", &sink_len);
+  if (sink && (sink_len == 0 || strlen(sink) != sink_len)) luaL_error(L, "_stream: spec.sink: a path without NUL expected");
   stream_headers(L, c, t, sink != NULL);
   stream_source(L, 2, 3, s);
   stream_form(L, 2, s);
-  if (sink && s->error == SE_NONE) s->out = stream_open(s, sink, "wb");
+  if (sink && s->error == SE_NONE) s->out = stream_make_temp(s, sink, sink_len);
   lua_settop(L, 3);
   t->unusable = s->error != SE_NONE || (!s->presigned && c->config_error != NULL);
   transfer_submit(L, c, 1, 3, 0, 0);
@@ -518,17 +652,19 @@ static int l_mkdir(lua_State *L) {
   return 1;
 }
 
-/* core.stat(path) -> size, "file" | "directory" | "other", or nil, message. */
+/* core.stat(path[, nofollow]) -> size, "file" | "directory" | "link" |
+** "other", or nil, message; nofollow: a symlink is not followed ("link"). */
 static int l_stat(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   struct stat st;
-  if (stat(path, &st) != 0) {
+  if ((lua_toboolean(L, 2) ? lstat(path, &st) : stat(path, &st)) != 0) {
     lua_pushnil(L);
     lua_pushstring(L, strerror(errno));
     return 2;
   }
   lua_pushinteger(L, (lua_Integer)st.st_size);
-  lua_pushstring(L, S_ISREG(st.st_mode) ? "file" : S_ISDIR(st.st_mode) ? "directory" : "other");
+  lua_pushstring(L, S_ISREG(st.st_mode) ? "file" : S_ISDIR(st.st_mode) ? "directory"
+                   : S_ISLNK(st.st_mode) ? "link" : "other");
   return 2;
 }
 

@@ -45,6 +45,15 @@ function check.header_text(fname, n, what, value)
   return value
 end
 
+--- The permission bits of a file mode option: an integer from 0 to 511, or
+--- an octal string ("0600", "644"); nil for anything else. (A Lua literal
+--- 0600 is decimal 600, not octal: it is refused as above 511.)
+function check.file_mode(v)
+  if type(v) == "string" and v:match("^[0-7][0-7]?[0-7]?[0-7]?$") then v = tonumber(v, 8) end
+  if is_number(v) and v >= 0 and v <= 511 and v == math.floor(v) then return v end
+  return nil
+end
+
 -- Kinds of filter field: how to check one, and what it expects.
 local FIELD_KINDS = {
   string = { "non-empty string", function(v) return type(v) == "string" and v ~= "" end },
@@ -62,6 +71,16 @@ local FIELD_KINDS = {
   ["function"] = { "function", function(v) return type(v) == "function" end },
   seconds = { "number > 0 (seconds)", function(v) return is_number(v) and v > 0 and v <= 86400 end },
   bytes = { "integer >= 1 (bytes)", function(v) return is_number(v) and v >= 1 and v == math.floor(v) end },
+  size = { "integer from 0 to 2^52 (bytes)", function(v)
+    return is_number(v) and v >= 0 and v <= 2 ^ 52 and v == math.floor(v)
+  end },
+  rate = { "integer from 1 to 2^31 - 1 (bytes per second)", function(v)
+    return is_number(v) and v >= 1 and v <= 2 ^ 31 - 1 and v == math.floor(v)
+  end },
+  duration = { "number from 1 to 604800 (seconds)", function(v) return is_number(v) and v >= 1 and v <= 604800 end },
+  mode = { "integer from 0 to 511, or an octal string such as \"0600\"", function(v)
+    return check.file_mode(v) ~= nil
+  end },
 }
 
 -- Checks the optional table `t` (argument n) against `fields` (name ->

@@ -1,11 +1,13 @@
 --- atai.stream: what uploads and downloads share.
 --
 -- Their bytes move in streaming transfers of atai.core (client:_stream:
--- a body written to a file, an upload read from a file or a string,
--- presigned URLs without the API key, a stall limit, progress counters).
+-- a body written to a temporary file of its own and renamed into place,
+-- an upload read from a file or a string, presigned URLs without the API
+-- key, a low-speed limit, progress counters).
 -- This file holds the rules around them: which presigned URLs are fetched,
 -- how a file id becomes a path segment, the file type of an extension, a
--- set of transfers in flight with progress reports (Batch), and how one
+-- set of transfers in flight with progress reports and optional deadlines
+-- (Batch), and how one
 -- body of code runs blocking or as a handle, with a cleanup on cancel,
 -- error or Ctrl-C (stream.operation).
 -- No pcall around a yield and no generic `for` over an iterator that may
@@ -27,7 +29,8 @@ stream.TICK = 0.2
 --- Seconds a blocking call interrupted by an error waits for its cleanup
 --- (an upload's abort) before the error goes on.
 stream.CLEANUP_WAIT = 10
---- Suffix of the temporary file a download writes before its rename.
+--- Suffix of the temporary file a download writes before its rename
+--- (atai.core names it "<dest>.<8 random characters>" .. PART_SUFFIX).
 stream.PART_SUFFIX = ".atai-part"
 
 --- File types by extension (lowercase); anything else is
@@ -48,9 +51,12 @@ end
 
 --- Why `url` may not be fetched as a presigned URL, or nil: it must be
 --- https://, or http:// to a loopback host (the fake server of the tests),
---- with no user name or password.
+--- with no user name or password, and printable ASCII only (no blank,
+--- control or non-ASCII byte: atai.core refuses those too).
 function stream.url_problem(url)
   if type(url) ~= "string" then return "URL string expected, got " .. type(url) end
+  local bad = url:find("[^\33-\126]")
+  if bad then return ("a URL with a blank, control or non-ASCII byte (0x%02X at %d) is refused"):format(url:byte(bad), bad) end
   local scheme, authority = url:match("^(%a[%w+.-]*)://([^/?#]*)")
   if not scheme then return "not an absolute http(s) URL" end
   if authority:find("@", 1, true) then return "a URL with credentials is refused" end
@@ -110,7 +116,35 @@ Batch.__index = Batch
 --- bytes_total, files_done, files_total}.
 function stream.batch(client, on_progress, files_total, bytes_total)
   return setmetatable({ client = client, active = {}, n = 0, finished = {}, on_progress = on_progress,
-    files_total = files_total, bytes_total = bytes_total, files_done = 0, bytes_settled = 0 }, Batch)
+    files_total = files_total, bytes_total = bytes_total, files_done = 0, bytes_settled = 0,
+    deadlines = setmetatable({}, { __mode = "k" }) }, Batch)
+end
+
+-- batch.deadline_of(item) -> the core.now() time by which an item's
+-- transfer must be done (nil: none). Set it to give transfers a deadline:
+-- past it, a transfer is cancelled and finishes as nil, batch.expired(item)
+-- (an error of kind "timeout").
+
+--- The error of a transfer cancelled at its deadline (a batch may set its own).
+function Batch.expired()
+  return stream.error("timeout", "the transfer took longer than its time limit")
+end
+
+--- Cancels the transfers past their deadline; each finishes with nil,
+--- self.expired(item).
+function Batch:expire()
+  local now, late = core.now(), {}
+  for h, item in pairs(self.active) do
+    local due = self.deadlines[h]
+    if due and due <= now and not h:done() then late[#late + 1] = { h, item } end
+  end
+  for _, l in ipairs(late) do
+    local h, item = l[1], l[2]
+    self.active[h] = nil
+    self.n = self.n - 1
+    h:cancel()
+    self.finished[#self.finished + 1] = { item = item, res = pack(nil, self.expired(item)) }
+  end
 end
 
 --- Tracks the transfer handle h (made internal) for `item`.
@@ -118,6 +152,7 @@ function Batch:add(h, item)
   h:_internal()
   self.active[h] = item
   self.n = self.n + 1
+  self.deadlines[h] = self.deadline_of and self.deadline_of(item) or nil
   h:_on_done(function(...)
     if self.active[h] == nil then return end -- cancelled by the batch
     self.active[h] = nil
@@ -197,6 +232,7 @@ function Batch:run(queue, limit, start, finish, more)
       if not extra or #extra == 0 then break end
       queue, i = extra, 1
     else
+      self:expire()
       local done = self:next()
       local res = done and done.res
       if res and res[1] == nil and type(res[2]) == "table" and res[2].kind == "cancelled" then

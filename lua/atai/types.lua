@@ -408,8 +408,11 @@ function Client:wait_job(id, opts) end
 ---@class atai.DownloadOptions
 ---@field on_progress? fun(p: atai.TransferProgress)
 ---@field max_bytes? integer      refuse a body larger than this (too_large)
----@field num_bytes? integer      the size the file must have
----@field stall_timeout? number   seconds without a byte before an attempt fails (60)
+---@field num_bytes? integer      the size the file must have (0 to 2^52; a longer body stops at once: too_large)
+---@field stall_timeout? number   the low-speed window in seconds (60; whole seconds)
+---@field min_bytes_per_second? integer slower than this over the window fails as timeout (1024)
+---@field max_seconds? number     wall time of the file, retries included (1 to 604800; none): timeout
+---@field mode? integer|string    permission bits: 0 to 511, or an octal string "0600" (a Lua literal 0600 is decimal); default 0666 less the umask
 
 ---@class atai.OutputsOptions
 ---@field concurrency? integer    files in flight at once (8)
@@ -417,7 +420,10 @@ function Client:wait_job(id, opts) end
 ---@field input_id? string
 ---@field on_progress? fun(p: atai.TransferProgress)
 ---@field max_bytes? integer      per file
----@field stall_timeout? number
+---@field stall_timeout? number   the low-speed window in seconds (60; whole seconds)
+---@field min_bytes_per_second? integer slower than this over the window fails as timeout (1024)
+---@field max_seconds? number     wall time per file, retries and URL refreshes included (1 to 604800; none): timeout
+---@field mode? integer|string    permission bits of the files: 0 to 511, or an octal string "0600"; default 0666 less the umask
 
 ---@class atai.DownloadFailure
 ---@field output table        the output, as listed
