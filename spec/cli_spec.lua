@@ -1,21 +1,22 @@
--- spec/cli_spec.lua: bin/atai run as a subprocess against the fake API:
+-- spec/cli_spec.lua: the command line (atai.cli) against the fake API:
 -- every command and flag, stdout, stderr and the exit code, --json output
--- decoded back, a terminal through script(1), Ctrl-C, make install/env.
--- Subprocess-heavy, so it runs under lua5.4 only (make test; make test-all
--- runs it in its lua5.4 round and skips it under the other Luas).
+-- decoded back. Most cases call atai.cli.run in-process (every Lua of make
+-- test-all); what needs a real process runs bin/atai under lua5.4 only:
+-- exit codes seen by a shell, a terminal through script(1), Ctrl-C,
+-- /dev/full, a pipe closed by its reader, completion in bash, make
+-- install/env.
 local util = require("spec.support.util")
 
-if util.lua ~= "lua5.4" then
-  describe("bin/atai", function()
-    pending("runs under lua5.4 only (this run: " .. util.lua .. ")")
-  end)
-  return
+-- The cases that run bin/atai as a process (lua5.4 only).
+local process_it = util.lua == "lua5.4" and it or function(name)
+  pending(name .. " (a bin/atai process: lua5.4 only; this run: " .. util.lua .. ")")
 end
 
 local cjson = require("cjson")
 local socket = require("socket")
 local server = require("spec.support.server")
 local helpers = require("spec.support.files")
+local cli = require("atai.cli")
 
 -- A key that must never show in any output.
 local KEY = "sk-cli-secret-7f3a9d"
@@ -39,12 +40,16 @@ end
 
 -- The environment of a run: the fake server's endpoint and key unless
 -- `env` says otherwise (false unsets a variable).
-local function env_prefix(env)
+local function env_vars(env)
   local vars = { ATAI_API_KEY = KEY, ATAI_API_ENDPOINT = srv.endpoint, NO_COLOR = false,
     LUA_CPATH = util.cpath .. ";./?.so;;" }
   for k, v in pairs(env or {}) do vars[k] = v end
+  return vars
+end
+
+local function env_prefix(env)
   local unset, set = {}, {}
-  for k, v in pairs(vars) do
+  for k, v in pairs(env_vars(env)) do
     if v == false then unset[#unset + 1] = "-u " .. k else set[#set + 1] = k .. "=" .. quote(v) end
   end
   table.sort(set)
@@ -57,9 +62,15 @@ local function command_line(args)
   return table.concat(parts, " ")
 end
 
--- Runs bin/atai ARGS; opts.env, opts.stdin (text), opts.bin (another atai),
--- opts.cwd. Returns { code, stdout, stderr, json() }.
-local function atai(args, opts)
+local function result(code, stdout, stderr)
+  local r = { code = code, stdout = stdout, stderr = stderr }
+  function r.json() return cjson.decode(r.stdout) end
+  return r
+end
+
+-- Runs bin/atai ARGS as a process; opts.env, opts.stdin (text), opts.bin
+-- (another atai), opts.cwd. Returns { code, stdout, stderr, json() }.
+local function atai_process(args, opts)
   opts = opts or {}
   local out, err, input = os.tmpname(), os.tmpname(), os.tmpname()
   write_file(input, opts.stdin or "")
@@ -68,10 +79,40 @@ local function atai(args, opts)
   local p = assert(io.popen(cmd))
   local code = tonumber(p:read("*a"):match("(%d+)%s*$"))
   p:close()
-  local r = { code = code, stdout = read_file(out), stderr = read_file(err) }
+  local r = result(code, read_file(out), read_file(err))
   os.remove(out); os.remove(err); os.remove(input)
-  function r.json() return cjson.decode(r.stdout) end
   return r
+end
+
+-- A stream that keeps what is written to it.
+local function sink()
+  local parts = {}
+  return {
+    write = function(self, ...)
+      for i = 1, select("#", ...) do parts[#parts + 1] = tostring((select(i, ...))) end
+      return self
+    end,
+    flush = function(self) return self end,
+    text = function() return table.concat(parts) end,
+  }
+end
+
+-- Runs atai.cli.run(ARGS) in this process, with the environment of
+-- env_vars(opts.env) and opts.stdin; the same result as atai_process.
+local function atai(args, opts)
+  opts = opts or {}
+  if opts.bin or opts.cwd then return atai_process(args, opts) end
+  local vars = env_vars(opts.env)
+  local stdin = { text = opts.stdin or "" }
+  function stdin.read(self)
+    local text = self.text
+    self.text = ""
+    return text
+  end
+  local out, err = sink(), sink()
+  local code = cli.run(args, { stdin = stdin, stdout = out, stderr = err,
+    getenv = function(name) return vars[name] or nil end })
+  return result(code, out:text(), err:text())
 end
 
 -- The output of bin/atai ARGS on a terminal (script(1)): stdout and
@@ -117,7 +158,7 @@ local function create(name)
   return r.json().id
 end
 
-describe("bin/atai", function()
+describe("atai.cli", function()
   setup(function() srv = server.start { key = KEY } end)
   teardown(function() srv:stop() end)
   before_each(function() srv:reset() end)
@@ -381,7 +422,7 @@ describe("bin/atai", function()
       assert.is_truthy(r.stderr:find("job_missing: not_found", 1, true), r.stderr)
     end)
 
-    it("colours the status on a terminal, not with --no-color or NO_COLOR, not off a terminal", function()
+    process_it("colours the status on a terminal, not with --no-color or NO_COLOR, not off a terminal", function()
       local text, code = atai_tty({ "job", "get", "job_failed" })
       assert.are.equal(0, code, text)
       assert.is_truthy(text:find("\27[31mFAILED", 1, true), text)
@@ -535,7 +576,7 @@ describe("bin/atai", function()
       assert.is_truthy(r.stderr:find("retrying after: server error (HTTP 503)", 1, true), r.stderr)
     end)
 
-    it("on a terminal: a live line per job redrawn in place, with a progress bar", function()
+    process_it("on a terminal: a live line per job redrawn in place, with a progress bar", function()
       local a, b = create("tty-a"), create("tty-b")
       local text, code = atai_tty({ "job", "wait", a, b, "--interval", "50ms" })
       assert.are.equal(0, code, text)
@@ -549,7 +590,7 @@ describe("bin/atai", function()
       assert.is_truthy(text:find("\27[32mCOMPLETED", 1, true), text)
     end)
 
-    it("on a terminal with --no-color: redrawn, not coloured, cut to the terminal's width", function()
+    process_it("on a terminal with --no-color: redrawn, not coloured, cut to the terminal's width", function()
       local text, code = atai_tty({ "job", "wait", create(), "--interval", "50ms", "--no-color" }, nil, 50)
       assert.are.equal(0, code, text)
       assert.is_truthy(text:find("\27[1A", 1, true), text)
@@ -562,7 +603,7 @@ describe("bin/atai", function()
       assert.is_true(n >= 2)
     end)
 
-    it("Ctrl-C stops cleanly: exit 130", function()
+    process_it("Ctrl-C stops cleanly: exit 130", function()
       local err = os.tmpname()
       local script = ([[
 %s %s/bin/atai job wait job_running --interval 50ms 2>%s &
@@ -734,14 +775,14 @@ echo $?]]):format(env_prefix(), ROOT, err, err)
       assert.are.equal(2, atai({ "files", "upload", dir .. "/ok.csv", "--parallel", "0" }).code)
     end)
 
-    it("files upload on a terminal draws a progress bar", function()
+    process_it("files upload on a terminal draws a progress bar", function()
       write_file(dir .. "/t.csv", ("0123456789\n"):rep(1000))
       local text, code = atai_tty({ "files", "upload", dir .. "/t.csv" })
       assert.are.equal(0, code, text)
       assert.is_truthy(text:find("\r\27[K" .. dir .. "/t.csv  [################]  10.7 KiB / 10.7 KiB  100%", 1, true), text)
     end)
 
-    it("Ctrl-C during a multipart upload aborts it: exit 130", function()
+    process_it("Ctrl-C during a multipart upload aborts it: exit 130", function()
       local path = dir .. "/big.csv"
       assert(os.execute("truncate -s 100M " .. quote(path)))
       srv:fault { method = "PUT", path_prefix = "/_storage/", responses = { { delay = 10, pass = true } } }
@@ -792,7 +833,7 @@ echo $?]]):format(env_prefix(), ROOT, err, err)
       assert.are.equal(2, atai({ "job", "outputs", TEP, "--parallel", "2" }).code)
     end)
 
-    it("job outputs --download on a terminal draws a progress bar", function()
+    process_it("job outputs --download on a terminal draws a progress bar", function()
       srv:control("POST", "/_fake/outputs", { job_id = TEP, outputs = { { filename = "a.csv", num_bytes = 2048 } } })
       local text, code = atai_tty({ "job", "outputs", TEP, "--download", dir })
       assert.are.equal(0, code, text)
@@ -862,11 +903,12 @@ echo $?]]):format(env_prefix(), ROOT, err, err)
       local info = atai_lib.core.version_info()
       local r = atai({ "version" }, { env = { ATAI_API_KEY = false } })
       assert.are.equal(0, r.code, r.stderr)
-      assert.are.equal(("atai %s\nlibcurl %s (TLS: %s, HTTP/2: %s)\nLua 5.4\n"):format(atai_lib.VERSION,
-        info.curl_version, info.ssl_version, info.http2 and "yes" or "no"), r.stdout)
+      local lua = (rawget(_G, "jit") and jit.version) or _VERSION
+      assert.are.equal(("atai %s\nlibcurl %s (TLS: %s, HTTP/2: %s)\n%s\n"):format(atai_lib.VERSION,
+        info.curl_version, info.ssl_version, info.http2 and "yes" or "no", lua), r.stdout)
       local doc = atai({ "job", "list", "--version", "--json" }).json()
       assert.are.same({ atai = atai_lib.VERSION, libcurl = info.curl_version, tls = info.ssl_version,
-        http2 = info.http2 == true, lua = "Lua 5.4" }, doc)
+        http2 = info.http2 == true, lua = lua }, doc)
       assert.are.equal(0, #srv:requests())
     end)
 
@@ -897,7 +939,16 @@ echo $?]]):format(env_prefix(), ROOT, err, err)
     end)
   end)
 
-  it("without the library next to it or on the path: exit 1, saying so", function()
+  process_it("bin/atai exits with atai.cli.run's code, seen by the shell", function()
+    for _, case in ipairs({ { { "job", "get", "job_running", "--json" }, 0 }, { { "job", "get", "job_missing" }, 5 },
+      { { "jbo" }, 2 }, { { "job", "get", "job_failed", "--exit-status" }, 3 } }) do
+      local r = atai_process(case[1])
+      assert.are.equal(case[2], r.code, r.stderr)
+      assert_clean(r)
+    end
+  end)
+
+  process_it("without the library next to it or on the path: exit 1, saying so", function()
     local dir = os.tmpname()
     os.remove(dir)
     assert(os.execute(("mkdir -p %s/bin && cp bin/atai %s/bin/"):format(dir, dir)))
@@ -915,7 +966,7 @@ echo $?]]):format(env_prefix(), ROOT, err, err)
       return text, tonumber(text:match("<exit (%d+)>%s*$"))
     end
 
-    it("installs into DESTDIR; the installed atai runs from another folder; uninstall removes it", function()
+    process_it("installs into DESTDIR; the installed atai runs from another folder; uninstall removes it", function()
       local dest = sh("mktemp -d"):match("^(%S+)")
       local text, code = sh(("make --no-print-directory install LUA=lua5.4 PREFIX=/opt/atai DESTDIR=%s"):format(dest))
       assert.are.equal(0, code, text)
@@ -939,7 +990,7 @@ echo $?]]):format(env_prefix(), ROOT, err, err)
       sh("rm -rf " .. dest)
     end)
 
-    it("make env prints exports that run this checkout's atai from anywhere", function()
+    process_it("make env prints exports that run this checkout's atai from anywhere", function()
       local text, code = sh(("cd / && eval \"$(make -s --no-print-directory -C %s env)\" && atai version --verbose"):format(ROOT))
       assert.are.equal(0, code, text)
       local root = ROOT:gsub("%p", "%%%0")
