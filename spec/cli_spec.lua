@@ -939,6 +939,146 @@ echo $?]]):format(env_prefix(), ROOT, err, err)
     end)
   end)
 
+  -- Issue 14, finding 5: what a server sends is shown, not obeyed, by the terminal.
+  describe("finding 5: terminal escape injection", function()
+    -- ESC sequences (clear screen, window title), BEL, a C1 control (CSI,
+    -- U+009B), an invalid UTF-8 byte and DEL; "é" (valid UTF-8) stays.
+    local EVIL = "a\27[2J\27]0;title\7b\194\155c\255d\127é"
+    local SHOWN = "a\\x1B[2J\\x1B]0;title\\x07b\\xC2\\x9Bc\\xFFd\\x7Fé"
+
+    local function assert_inert(text)
+      local one_line = text:gsub("\n", "")
+      assert.is_nil(one_line:find("%c"), text)
+      assert.is_nil(one_line:find("\255", 1, true), text)
+      assert.is_nil(one_line:find("\194\155", 1, true), text)
+    end
+
+    local function evil_job(id)
+      return { id = id, status = EVIL, pipeline_key = EVIL, name = EVIL, created_at = "2026-01-01T00:00:00Z",
+        input_progress = { total = 2, completed = 1, failed = 0 } }
+    end
+
+    it("escapes job fields (get, list, wait) on stdout; --json keeps the exact bytes", function()
+      srv:fault { path = "/v0.5/batch/jobs/job_running", responses = { { body = cjson.encode(evil_job("job_running")) },
+        { body = cjson.encode(evil_job("job_running")) } } }
+      local r = atai({ "job", "get", "job_running" })
+      assert.are.equal(0, r.code, r.stderr)
+      assert.is_truthy(r.stdout:find(SHOWN, 1, true), r.stdout)
+      assert_inert(r.stdout)
+      r = atai({ "job", "get", "job_running", "--json" })
+      assert.are.equal(EVIL, r.json().status)
+      srv:fault { path = "/v0.5/batch/jobs", method = "GET", responses = { { body = cjson.encode(
+        { total = 1, offset = 0, limit = 20, jobs = { evil_job("job_evil") } }) } } }
+      r = atai({ "job", "list" })
+      assert.are.equal(0, r.code, r.stderr)
+      assert.is_truthy(r.stdout:find(SHOWN, 1, true), r.stdout)
+      assert_inert(r.stdout)
+    end)
+
+    it("escapes events, outputs and pipelines", function()
+      srv:fault { path = "/v0.5/batch/jobs/job_failed/events", responses = { { body = cjson.encode({ total = 1,
+        offset = 0, limit = 100, events = { { id = "evt_1", created_at = EVIL, level = EVIL, event_type = EVIL,
+          message = EVIL, input_id = EVIL } } }) } } }
+      local r = atai({ "job", "events", "job_failed" })
+      assert.are.equal(0, r.code, r.stderr)
+      assert.is_truthy(r.stdout:find(SHOWN, 1, true), r.stdout)
+      assert_inert(r.stdout)
+      srv:control("POST", "/_fake/outputs", { job_id = "job_2abc3def4ghi5jkl6mno7pqr",
+        outputs = { { filename = EVIL, num_bytes = 10 } } })
+      r = atai({ "job", "outputs", "job_2abc3def4ghi5jkl6mno7pqr" })
+      assert.are.equal(0, r.code, r.stderr)
+      assert.is_truthy(r.stdout:find(SHOWN, 1, true), r.stdout)
+      assert_inert(r.stdout)
+      srv:fault { path = "/v0.5/batch/registry/pipelines", responses = { { body = cjson.encode({ total = 1,
+        offset = 0, limit = 100, pipelines = { { id = "ppl_x", pipeline_key = EVIL, name = EVIL, status = EVIL } } }) } } }
+      r = atai({ "pipelines" })
+      assert.are.equal(0, r.code, r.stderr)
+      assert.is_truthy(r.stdout:find(SHOWN, 1, true), r.stdout)
+      assert_inert(r.stdout)
+    end)
+
+    it("escapes error lines on stderr", function()
+      srv:fault { path = "/v0.5/batch/jobs/job_running", responses = { { status = 404,
+        body = cjson.encode({ errors = { { code = "not_found", message = EVIL, error_uid = EVIL } } }) } } }
+      local r = atai({ "job", "get", "job_running" })
+      assert.are.equal(5, r.code, r.stderr)
+      assert.is_truthy(r.stderr:find(SHOWN, 1, true), r.stderr)
+      assert_inert(r.stderr)
+    end)
+
+    process_it("on a real terminal: nothing but atai's own colours reaches it", function()
+      srv:fault { path = "/v0.5/batch/jobs/job_running", responses = { { body = cjson.encode(evil_job("job_running")) } } }
+      local text, code = atai_tty({ "job", "get", "job_running" })
+      assert.are.equal(0, code, text)
+      assert.is_truthy(text:find(SHOWN, 1, true), text)
+      assert.is_nil(text:gsub("\27%[[%d;]*m", ""):find("[\7\27\255]"), text)
+    end)
+  end)
+
+  -- Issue 14, finding 6: a write that fails stops the command.
+  describe("finding 6: write errors", function()
+    local function sh(script)
+      local p = assert(io.popen("sh -c " .. quote(script) .. " 2>&1"))
+      local text = p:read("*a")
+      p:close()
+      return text
+    end
+
+    process_it("atai job get ID --json > /dev/full exits 1 with one line on stderr", function()
+      for _, args in ipairs({ { "job", "get", "job_running", "--json" }, { "job", "get", "job_running" } }) do
+        local err = os.tmpname()
+        local text = sh(("%s %s/bin/atai %s >/dev/full 2>%s; echo \"<exit $?>\""):format(env_prefix(), ROOT,
+          command_line(args), err))
+        local stderr = read_file(err)
+        os.remove(err)
+        assert.are.equal("1", text:match("<exit (%d+)>"), stderr)
+        assert.are.equal("atai: cannot write standard output: No space left on device\n", stderr)
+      end
+    end)
+
+    process_it("atai job list --all | head -1 with SIGPIPE ignored stops at once: exit 141, silent", function()
+      local client = require("atai").new { endpoint = srv.endpoint, api_key = KEY }
+      local handles = {}
+      for i = 1, 250 do
+        handles[i] = client.async:create_job { name = "pipe-" .. i, pipeline_type = "batch",
+          pipeline_key = "machine-state-classification" }
+      end
+      for _, h in ipairs(handles) do assert(h:wait()) end
+      client:close()
+      -- the second page comes late: head -1 has gone by then
+      srv:fault { path = "/v0.5/batch/jobs", method = "GET", responses = { { pass = true }, { delay = 0.3, pass = true } } }
+      local dir = helpers.tmpdir()
+      local text = sh(("trap '' PIPE; { %s %s/bin/atai job list --all 2>%s/err; echo $? >%s/code; } | head -1")
+        :format(env_prefix(), ROOT, dir, dir))
+      local code, stderr = helpers.read(dir .. "/code"), helpers.read(dir .. "/err")
+      helpers.remove(dir)
+      assert.is_truthy(text:find("^job_%w+"), text)
+      assert.are.equal("141", code:match("%d+"), stderr)
+      assert.are.equal("", stderr)
+      -- 257 jobs are 3 pages: the third is never asked for
+      assert.is_true(hits("/batch/jobs", "GET") <= 2, "pages fetched after the reader had gone")
+    end)
+
+    it("in-process: a failing stream stops the command with exit 1; EPIPE with 141, silently", function()
+      local function failing(message, errno)
+        return { write = function() return nil, message, errno end, flush = function() return nil, message, errno end }
+      end
+      local err = { parts = {} }
+      function err.write(self, ...) for i = 1, select("#", ...) do self.parts[#self.parts + 1] = (select(i, ...)) end return self end
+      function err.flush(self) return self end
+      local vars = { ATAI_API_KEY = KEY, ATAI_API_ENDPOINT = srv.endpoint }
+      local getenv = function(name) return vars[name] end
+      local code = cli.run({ "job", "get", "job_running" }, { stdout = failing("No space left on device", 28),
+        stderr = err, getenv = getenv })
+      assert.are.equal(1, code)
+      assert.are.equal("atai: cannot write standard output: No space left on device\n", table.concat(err.parts))
+      err.parts = {}
+      code = cli.run({ "job", "list", "--all" }, { stdout = failing("Broken pipe", 32), stderr = err, getenv = getenv })
+      assert.are.equal(141, code)
+      assert.are.equal("", table.concat(err.parts))
+    end)
+  end)
+
   process_it("bin/atai exits with atai.cli.run's code, seen by the shell", function()
     for _, case in ipairs({ { { "job", "get", "job_running", "--json" }, 0 }, { { "job", "get", "job_missing" }, 5 },
       { { "jbo" }, 2 }, { { "job", "get", "job_failed", "--exit-status" }, 3 } }) do

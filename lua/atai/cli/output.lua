@@ -114,6 +114,7 @@ local STREAM_NAMES = { stdout = "standard output", stderr = "standard error" }
 -- once, silently (exit 141); another failure says so on stderr (exit 1).
 function Out:check(which, ok, message, errno)
   if ok then return end
+  self.failed[which] = true
   if errno == EPIPE then output.stop(EXIT.broken_pipe) end
   if which ~= "stderr" then
     local done = self.stderr:write("atai: cannot write ", STREAM_NAMES[which], ": ", tostring(message), "\n")
@@ -128,8 +129,9 @@ function Out:write(which, ...)
   self:check(which, stream:write(...))
 end
 
---- Flushes stream `which`, checked.
+--- Flushes stream `which`, checked (not again once it has failed).
 function Out:flush(which)
+  if self.failed[which] then return end
   self:check(which, self[which]:flush())
 end
 
@@ -165,7 +167,7 @@ end
 --- only for the process's own streams (an in-process caller's are not).
 function output.new(streams)
   local self = setmetatable({ stdin = streams.stdin or io.stdin, stdout = streams.stdout or io.stdout,
-    stderr = streams.stderr or io.stderr, json = false, quiet = false }, Out)
+    stderr = streams.stderr or io.stderr, json = false, quiet = false, failed = {} }, Out)
   self.tty = { stdout = self.stdout == io.stdout and core.isatty(1),
     stderr = self.stderr == io.stderr and core.isatty(2) }
   return self
