@@ -57,7 +57,7 @@ WARN       := -std=c99 -Wall -Wextra -Werror -pedantic
 LUA_CFLAGS  = $(shell pkg-config --cflags $(LUA))
 CURL_CFLAGS = $(shell pkg-config --cflags libcurl)
 CURL_LIBS   = $(shell pkg-config --libs libcurl)
-BUSTED_ENV  = env -u ATAI_API_KEY -u ATAI_API_ENDPOINT ATAI_TEST_LUA=$(LUA) ATAI_TEST_CPATH='./$(BUILD)/?.so'
+BUSTED_ENV  = env -u ATAI_API_KEY -u ATAI_API_KEY_FILE -u ATAI_API_ENDPOINT ATAI_TEST_LUA=$(LUA) ATAI_TEST_CPATH='./$(BUILD)/?.so'
 BUSTED_RUN  = $(LUA) /usr/bin/busted --cpath='$(BUILD)/?.so' $(BUSTED_ARGS)
 BUSTED      = $(BUSTED_ENV) $(BUSTED_RUN)
 

@@ -34,7 +34,7 @@ local function files_upload(ctx)
       error(r, 0)
     end
     if r then
-      list.row(ctx, { r.file_id, output.human_bytes(tonumber(r.num_bytes) or 0), r.route })
+      list.row(ctx, list.UPLOAD, { r.file_id, output.human_bytes(tonumber(r.num_bytes) or 0), r.route })
       doc[i] = r
     else
       code = output.worst(code, out:report(err, path))

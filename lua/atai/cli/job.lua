@@ -16,8 +16,8 @@ local function status_exit(job) return STATUS_EXIT[job.status] or EXIT.running e
 --- The cells of a job: id, status, pipeline, progress, failed count, age.
 local function job_cells(job)
   local p = atai.progress(job)
-  return { job.id, { status = job.status }, job.pipeline_key or "-", progress.text(job),
-    "failed " .. tostring(p and p.failed or "-"), output.age(job.created_at) }
+  return { job.id, { status = job.status }, job.pipeline_key, progress.text(job), p and p.failed,
+    output.age(job.created_at) }
 end
 
 -- --json of job get/wait: the job of one id (nothing if it failed), else an
@@ -33,7 +33,7 @@ local function job_get(ctx)
   local code, doc = EXIT.ok, {}
   for i, id in ipairs(ctx.args) do
     if jobs[i] then
-      list.row(ctx, job_cells(jobs[i]))
+      list.row(ctx, list.JOB, job_cells(jobs[i]))
       if ctx.flags["exit-status"] then code = worst(code, status_exit(jobs[i])) end
       doc[i] = jobs[i]
     else
@@ -66,7 +66,7 @@ local function job_list(ctx)
     n = n + 1
     return jobs()
   end
-  return list.command(ctx, first_n, job_cells)
+  return list.command(ctx, first_n, list.JOB, job_cells)
 end
 
 -- Raised from on_update to end wait_jobs at the first FAILED/CANCELLED job.
@@ -131,7 +131,7 @@ local function job_wait(ctx)
   for i, id in ipairs(ids) do
     local c, job = wait_outcome(out, id, jobs[i], errs[i], seen[id], stopped)
     code = worst(code, c)
-    if job then list.row(ctx, job_cells(job)) end
+    if job then list.row(ctx, list.JOB, job_cells(job)) end
     doc[i] = job or atai.null
   end
   list.finish(ctx)
@@ -140,26 +140,25 @@ local function job_wait(ctx)
 end
 
 -- The API's answer to a write, printed as a row and as JSON.
-local function write_result(ctx, body, err, cells)
+local function write_result(ctx, body, err, columns, cells)
   if not body then return ctx.out:report(err, ctx.args[1]) end
-  list.row(ctx, cells(body))
+  list.row(ctx, columns, cells(body))
   list.finish(ctx)
   if ctx.out.json then ctx.out:print_json(body) end
   return EXIT.ok
 end
 
 local function status_cells(body)
-  if type(body.input_progress) == "table" then return job_cells(body) end
-  local cells = { body.id, body.status }
-  if body.retry_count then cells[3] = "retry " .. tostring(body.retry_count) end
-  return cells
+  return { body.id, { status = body.status }, body.retry_count }
 end
 
--- job cancel|retry|delete ID: one write, its answer printed by `cells`.
-local function write_command(method, cells)
+-- job cancel|retry|delete ID: one write, its answer printed as `columns`
+-- by `cells` (a whole job's row when the answer is a job).
+local function write_command(method, columns, cells)
   return function(ctx)
     local body, err = ctx.client[method](ctx.client, ctx.args[1])
-    return write_result(ctx, body, err, cells)
+    if body and type(body.input_progress) == "table" then columns, cells = list.JOB, job_cells end
+    return write_result(ctx, body, err, columns, cells)
   end
 end
 
@@ -188,13 +187,11 @@ local function job_create(ctx)
   if not started then usage("--file: the spec is refused: " .. tostring(handle), ctx.command) end
   local body, err = handle:wait()
   if not body then return ctx.out:report(err) end
-  return write_result(ctx, body, nil, job_cells)
+  return write_result(ctx, body, nil, list.JOB, job_cells)
 end
 
 local function event_cells(e)
-  local cells = { e.created_at, { text = e.level, pad = 7 }, e.event_type, e.message or "" }
-  if e.input_id and e.input_id ~= atai.null then cells[5] = "[" .. tostring(e.input_id) .. "]" end
-  return cells
+  return { e.created_at, e.level, e.event_type, e.message, e.input_id }
 end
 
 local FOLLOW_INTERVAL = 2
@@ -207,7 +204,7 @@ local function follow_events(ctx, id, level)
     local job, err = ctx.client:get_job(id)
     if not job then return ctx.out:report(err, id) end
     local items, ierr = list.drain(ctx.client:each_event(id, { level = level, offset = offset }), function(e)
-      list.row(ctx, event_cells(e))
+      list.row(ctx, list.EVENT, event_cells(e))
       all[#all + 1] = e
     end)
     list.finish(ctx)
@@ -223,14 +220,12 @@ end
 local function job_events(ctx)
   local id, level = ctx.args[1], ctx.flags.level
   if ctx.flags.follow then return follow_events(ctx, id, level) end
-  return list.command(ctx, ctx.client:each_event(id, { level = level }), event_cells, id)
+  return list.command(ctx, ctx.client:each_event(id, { level = level }), list.EVENT, event_cells, id)
 end
 
 local function job_inputs(ctx)
-  return list.command(ctx, ctx.client:each_input(ctx.args[1]), function(i)
-    local cells = { i.id, { text = i.status, pad = 10 }, i.port_name, i.file_id }
-    if i.error_message then cells[5] = i.error_message end
-    return cells
+  return list.command(ctx, ctx.client:each_input(ctx.args[1]), list.INPUT, function(i)
+    return { i.id, i.status, i.port_name, i.file_id, i.error_message }
   end, ctx.args[1])
 end
 
@@ -263,9 +258,9 @@ local function job_outputs(ctx)
   for _, flag in ipairs({ "parallel", "max-seconds" }) do
     if ctx.flags[flag] then usage(("--%s goes with --download DIR"):format(flag), ctx.command) end
   end
-  return list.command(ctx, ctx.client:each_output(ctx.args[1]), function(o)
+  return list.command(ctx, ctx.client:each_output(ctx.args[1]), list.OUTPUT, function(o)
     local data = type(o.data) == "table" and o.data or {}
-    return { o.id, o.port_name, o.input_file_id or "-", data.filename or "-", data.ref or "-" }
+    return { o.id, o.port_name, o.input_file_id, data.filename, data.ref }
   end, ctx.args[1])
 end
 
@@ -301,11 +296,11 @@ return {
         { "fail-fast", nil, "stop at the first job FAILED or CANCELLED" },
       } },
     { name = "cancel", args = "ID", min = 1, max = 1, ids = true, summary = "cancel a job",
-      run = write_command("cancel_job", status_cells) },
+      run = write_command("cancel_job", list.WRITE, status_cells) },
     { name = "retry", args = "ID", min = 1, max = 1, ids = true, summary = "re-queue a FAILED or CANCELLED job",
-      run = write_command("retry_job", status_cells) },
+      run = write_command("retry_job", list.WRITE, status_cells) },
     { name = "delete", args = "ID", min = 1, max = 1, ids = true, summary = "delete a job and its data",
-      run = write_command("delete_job", function(b) return { b.id, "deleted" } end) },
+      run = write_command("delete_job", list.DELETE, function(b) return { b.id, "deleted" } end) },
     { name = "create", args = "--file SPEC.json", max = 0, run = job_create,
       summary = "create a job from a JSON spec ('-': standard input)",
       flags = { { "file", "FILE", "the job spec, JSON ('-': standard input)", complete = "file" } } },

@@ -149,9 +149,43 @@ function Out:say(line)
   self:flush("stdout")
 end
 
---- One JSON document on stdout.
+--- Compact JSON text indented by two spaces a level (for a terminal).
+function output.pretty(json)
+  local parts, depth, i = {}, 0, 1
+  local function newline() return "\n" .. ("  "):rep(depth) end
+  while i <= #json do
+    local plain = json:match("^[^\"{}%[%],:]+", i)
+    local c = json:sub(i, i)
+    if plain then
+      parts[#parts + 1], i = plain, i + #plain - 1
+    elseif c == '"' then
+      local close, from = nil, i + 1
+      repeat -- the closing quote: skip what a backslash escapes
+        close = json:find('["\\]', from) or #json
+        from = close + 2
+      until json:sub(close, close) ~= "\\"
+      parts[#parts + 1], i = json:sub(i, close), close
+    elseif (c == "{" or c == "[") and json:sub(i + 1, i + 1):match("[}%]]") then
+      parts[#parts + 1], i = json:sub(i, i + 1), i + 1
+    elseif c == "{" or c == "[" then
+      depth = depth + 1
+      parts[#parts + 1] = c .. newline()
+    elseif c == "}" or c == "]" then
+      depth = depth - 1
+      parts[#parts + 1] = newline() .. c
+    else
+      parts[#parts + 1] = c == "," and "," .. newline() or ": "
+    end
+    i = i + 1
+  end
+  return table.concat(parts)
+end
+
+--- One JSON document on stdout: compact, pretty on a terminal.
 function Out:print_json(value)
-  self:write("stdout", core.json_encode(value, true), "\n")
+  local text = core.json_encode(value, true)
+  if self.tty.stdout then text = output.pretty(text) end
+  self:write("stdout", text, "\n")
   self:flush("stdout")
 end
 
@@ -185,9 +219,10 @@ end
 local COLORS = { COMPLETED = "32", FAILED = "31", CANCELLED = "33", RUNNING = "36", ADMITTED = "36",
   PENDING = "2", PREEMPTED = "35" }
 
---- The status (escaped) padded to one width, coloured when `color` is set.
-function output.paint(status, color)
-  local text = ("%-9s"):format(output.escape(status))
+--- The status (escaped) padded to one width (or `text`), coloured when
+--- `color` is set.
+function output.paint(status, color, text)
+  text = text or ("%-9s"):format(output.escape(status))
   if color and COLORS[status] then return "\27[" .. COLORS[status] .. "m" .. text .. "\27[0m" end
   return text
 end

@@ -12,7 +12,7 @@ local function pipeline_cells(p)
 end
 
 local function pipelines(ctx)
-  return list.command(ctx, ctx.client:each_pipeline { pipeline_type = ctx.flags.type }, pipeline_cells)
+  return list.command(ctx, ctx.client:each_pipeline { pipeline_type = ctx.flags.type }, list.PIPELINE, pipeline_cells)
 end
 
 -- A pipeline by id, else by pipeline_key (the newest published version).
@@ -42,7 +42,7 @@ local function pipeline(ctx)
     if not out.quiet or out.json then out:print_json(schema) end
     return EXIT.ok
   end
-  list.row(ctx, pipeline_cells(p))
+  list.row(ctx, list.PIPELINE, pipeline_cells(p))
   list.finish(ctx)
   out:say("  inputs:  " .. ports(p.inputs))
   out:say("  outputs: " .. ports(p.outputs))
@@ -54,7 +54,7 @@ local function queue(ctx)
   local body, err = ctx.client:queue()
   if not body then return ctx.out:report(err) end
   for _, q in ipairs(type(body.queues) == "table" and body.queues or {}) do
-    list.row(ctx, { q.pipeline_type, q.depth })
+    list.row(ctx, list.QUEUE, { q.pipeline_type, q.depth })
   end
   list.finish(ctx)
   if ctx.out.json then ctx.out:print_json(body) end
