@@ -62,6 +62,7 @@ build = {
     ["atai.cli"] = "lua/atai/cli/init.lua",
     ["atai.cli.args"] = "lua/atai/cli/args.lua",
     ["atai.cli.commands"] = "lua/atai/cli/commands.lua",
+    ["atai.cli.doc"] = "lua/atai/cli/doc.lua",
     ["atai.cli.files"] = "lua/atai/cli/files.lua",
     ["atai.cli.job"] = "lua/atai/cli/job.lua",
     ["atai.cli.list"] = "lua/atai/cli/list.lua",
@@ -84,7 +85,8 @@ build = {
   install = {
     bin = { atai = "bin/atai" },
   },
-  copy_directories = { "examples" },
+  -- man/atai.1: LuaRocks installs no man pages; README shows `man -l`.
+  copy_directories = { "examples", "man" },
 }
 
 -- `luarocks make && luarocks test` from a checkout: busted reads .busted,

@@ -75,7 +75,7 @@ local function atai_process(args, opts)
   local out, err, input = os.tmpname(), os.tmpname(), os.tmpname()
   write_file(input, opts.stdin or "")
   local cmd = ("%s%s %s %s <%s >%s 2>%s; echo $?"):format(opts.cwd and ("cd " .. quote(opts.cwd) .. " && ") or "",
-    env_prefix(opts.env), opts.bin or (ROOT .. "/bin/atai"), command_line(args), input, out, err)
+    env_prefix(opts.env), quote(opts.bin or (ROOT .. "/bin/atai")), command_line(args), input, out, err)
   local p = assert(io.popen(cmd))
   local code = tonumber(p:read("*a"):match("(%d+)%s*$"))
   p:close()
@@ -1037,6 +1037,89 @@ echo $?]]):format(env_prefix(), ROOT, err, err)
     end)
   end)
 
+  describe("help, completion, man page", function()
+    it("atai job --help: the group's subcommands and EXAMPLES", function()
+      for _, argv in ipairs({ { "job", "--help" }, { "help", "job" }, { "job", "-h" } }) do
+        local r = atai(argv, { env = { ATAI_API_KEY = false } })
+        assert.are.equal(0, r.code, r.stderr)
+        assert.is_truthy(r.stdout:find("^Usage: atai job SUBCOMMAND"), r.stdout)
+        for _, name in ipairs({ "get", "list", "wait", "cancel", "retry", "delete", "create", "events", "inputs", "outputs" }) do
+          assert.is_truthy(r.stdout:find("\n  " .. name .. " ", 1, true), name)
+        end
+        assert.is_truthy(r.stdout:find("\nEXAMPLES\n  atai job ", 1, true), r.stdout)
+      end
+    end)
+
+    it("typos get a suggestion", function()
+      local CASES = { { { "jbo", "list" }, "unknown command 'jbo' (did you mean 'job'?)" },
+        { { "job", "gte", "job_x" }, "unknown command 'job gte' (did you mean 'get'?)" },
+        { { "job", "lsit" }, "(did you mean 'list'?)" }, { { "pipline", "x" }, "(did you mean 'pipeline'?)" },
+        { { "files", "uplod" }, "(did you mean 'upload'?)" } }
+      for _, case in ipairs(CASES) do
+        local r = atai(case[1])
+        assert.are.equal(2, r.code)
+        assert.is_truthy(r.stderr:find(case[2], 1, true), r.stderr)
+      end
+      assert.is_nil(atai({ "xyzzy" }).stderr:find("did you mean", 1, true))
+    end)
+
+    it("completion bash|zsh|fish prints a script; another shell is a usage error", function()
+      for _, shell in ipairs({ "bash", "zsh", "fish" }) do
+        local r = atai({ "completion", shell }, { env = { ATAI_API_KEY = false } })
+        assert.are.equal(0, r.code, r.stderr)
+        assert.is_truthy(r.stdout:find("atai", 1, true))
+      end
+      assert.are.equal(2, atai({ "completion", "tcsh" }).code)
+      assert.are.equal(0, #srv:requests())
+    end)
+
+    process_it("source <(atai completion bash) completes commands, subcommands, flags and job ids in a real bash", function()
+      local script = ([[
+cd %s
+source <(./bin/atai completion bash)
+t() { COMP_WORDS=("$@"); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); COMPREPLY=(); _atai; echo "${COMPREPLY[*]}"; }
+t ./bin/atai jo
+t ./bin/atai job ""
+t ./bin/atai job get --ex
+t ./bin/atai --json job list --status F
+t ./bin/atai job get ""
+complete -p atai
+]]):format(quote(ROOT))
+      local path = os.tmpname()
+      write_file(path, script)
+      local p = assert(io.popen(env_prefix() .. " bash " .. path .. " 2>&1"))
+      local got = lines(p:read("*a"))
+      p:close()
+      os.remove(path)
+      assert.are.equal("job", got[1])
+      assert.are.equal("get list wait cancel retry delete create events inputs outputs", got[2])
+      assert.are.equal("--exit-status", got[3])
+      assert.are.equal("FAILED", got[4])
+      assert.is_truthy(got[5]:find("job_running", 1, true), got[5])
+      assert.is_truthy(got[5]:find("job_2abc3def4ghi5jkl6mno7pqr", 1, true), got[5])
+      assert.are.equal("complete -F _atai atai", got[6])
+    end)
+
+    it("man/atai.1 is generated from the help data and up to date (make man); it names every command", function()
+      local meta = require("atai.cli.meta").meta
+      local page = meta.man()
+      assert.are.equal(page, read_file("man/atai.1"), "man/atai.1 is stale: run make man")
+      for _, c in ipairs(require("atai.cli.commands").list) do
+        assert.is_truthy(page:find("\\fBatai " .. c.full:gsub("%-", "\\-") .. "\\fR"), c.full)
+      end
+    end)
+
+    process_it("man -l man/atai.1 shows every command", function()
+      local p = assert(io.popen("MANWIDTH=100 man -l man/atai.1 2>&1"))
+      local text = p:read("*a")
+      p:close()
+      for _, c in ipairs(require("atai.cli.commands").list) do
+        assert.is_truthy(text:find("\n       atai " .. c.full, 1, true), c.full)
+      end
+      assert.is_truthy(text:find("EXIT STATUS", 1, true))
+    end)
+  end)
+
   -- Issue 14, finding 5: what a server sends is shown, not obeyed, by the terminal.
   describe("finding 5: terminal escape injection", function()
     -- ESC sequences (clear screen, window title), BEL, a C1 control (CSI,
@@ -1226,6 +1309,33 @@ echo $?]]):format(env_prefix(), ROOT, err, err)
       local left = sh(("find %s -type f"):format(dest))
       assert.are.equal("<exit 0>", left:match("^%s*(.-)%s*$"))
       sh("rm -rf " .. dest)
+    end)
+
+    -- Issue 14: "make install with a DESTDIR containing a space breaks, and
+    -- writes bin/atai through a symlink there".
+    process_it("make install: a DESTDIR with a space works; a symlink at bin/atai is replaced, not written through", function()
+      local base = sh("mktemp -d"):match("^(%S+)")
+      local dest = base .. "/dest dir"
+      local bin_dir = dest .. "/opt/atai/bin"
+      assert(os.execute(("mkdir -p %s && printf 'keep me' > %s && ln -s %s %s"):format(quote(bin_dir),
+        quote(base .. "/victim"), quote(base .. "/victim"), quote(bin_dir .. "/atai"))))
+      local text, code = sh(("make --no-print-directory install LUA=lua5.4 PREFIX=/opt/atai DESTDIR=%s"):format(quote(dest)))
+      assert.are.equal(0, code, text)
+      assert.are.equal("keep me", read_file(base .. "/victim"))
+      local _, is_link = sh(("test -L %s"):format(quote(bin_dir .. "/atai")))
+      assert.are.equal(1, is_link, "bin/atai is still a symlink")
+      assert.is_truthy(read_file(bin_dir .. "/atai"):find("^#!"))
+      local page = dest .. "/opt/atai/share/man/man1/atai.1"
+      assert.are.equal(read_file("man/atai.1"), read_file(page))
+      local r = atai({ "job", "get", "job_running", "--json" }, { bin = bin_dir .. "/atai", cwd = "/",
+        env = { LUA_PATH = false, LUA_CPATH = false } })
+      assert.are.equal(0, r.code, r.stderr)
+      local left = sh(("ls -A %s"):format(quote(bin_dir)))
+      assert.are.equal("atai", left:match("^%s*(.-)%s*<exit"), "a temporary file was left behind")
+      text, code = sh(("make --no-print-directory uninstall LUA=lua5.4 PREFIX=/opt/atai DESTDIR=%s"):format(quote(dest)))
+      assert.are.equal(0, code, text)
+      assert.are.equal("<exit 0>", sh(("find %s -type f"):format(quote(dest))):match("^%s*(.-)%s*$"))
+      sh("rm -rf " .. quote(base))
     end)
 
     process_it("make env prints exports that run this checkout's atai from anywhere", function()

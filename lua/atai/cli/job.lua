@@ -301,7 +301,7 @@ return {
       run = write_command("retry_job", list.WRITE, status_cells) },
     { name = "delete", args = "ID", min = 1, max = 1, ids = true, summary = "delete a job and its data",
       run = write_command("delete_job", list.DELETE, function(b) return { b.id, "deleted" } end) },
-    { name = "create", args = "--file SPEC.json", max = 0, run = job_create,
+    { name = "create", args = "--file SPEC.json", usage = "--file SPEC.json", max = 0, run = job_create,
       summary = "create a job from a JSON spec ('-': standard input)",
       flags = { { "file", "FILE", "the job spec, JSON ('-': standard input)", complete = "file" } } },
     { name = "events", args = "ID", min = 1, max = 1, ids = true, run = job_events, summary = "print a job's events",

@@ -125,6 +125,24 @@ local function help(ctx)
   return EXIT.ok
 end
 
+local SHELLS = { bash = true, zsh = true, fish = true }
+
+-- atai completion bash|zsh|fish: the script to source.
+local function completion(ctx)
+  local shell = ctx.args[1]
+  local doc = require("atai.cli.doc")
+  if not SHELLS[shell] then
+    args.usage(("completion: unknown shell '%s' (bash, zsh or fish)"):format(shell), "completion")
+  end
+  ctx.out:write("stdout", doc[shell](ctx.registry))
+  return EXIT.ok
+end
+
+--- The man page atai(1) (make man writes it to man/atai.1).
+function meta.man()
+  return require("atai.cli.doc").man(require("atai.cli.commands"), meta, atai.VERSION)
+end
+
 return {
   summary = "about atai itself",
   examples = {
@@ -134,6 +152,8 @@ return {
     { name = "version", args = "", max = 0, local_ = true, run = version,
       summary = "print the versions of atai, libcurl, Lua and the TLS library" },
     { name = "help", args = "[COMMAND | exit-codes]", max = 2, local_ = true, run = help, summary = "show help" },
+    { name = "completion", args = "bash|zsh|fish", min = 1, max = 1, local_ = true, run = completion,
+      summary = "print a shell completion script: source <(atai completion bash)" },
   },
   meta = meta,
 }
