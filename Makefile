@@ -26,7 +26,7 @@
 #                         (paths may hold spaces)
 #   make uninstall        removes what make install put there
 #   make man              regenerates man/atai.1 from the CLI's help data
-#   make lint             luacheck (.luacheckrc) over lua/atai/cli/ and bin/
+#   make lint             luacheck (.luacheckrc) over lua/atai/cli/ and bin/atai
 #   make env              prints `export LUA_PATH=...; export LUA_CPATH=...;
 #                         export PATH=...` for using this checkout in place:
 #                         eval "$$(make -s env)"
@@ -170,6 +170,13 @@ env:
 	@$(MAKE) --no-print-directory $(SO) >&2
 	@echo "export LUA_PATH='$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;'; \
 	export LUA_CPATH='$(CURDIR)/$(BUILD)/?.so;;'; export PATH='$(CURDIR)/bin':\"\$$PATH\""
+
+# luacheck (Debian lua-check) with .luacheckrc over the files kept clean so
+# far: the command line (lua/atai/cli/, bin/atai). LINT_FILES widens it.
+LINT_FILES ?= lua/atai/cli bin/atai .luacheckrc
+lint:
+	@$(MAKE) --no-print-directory deps DEPS_EXTRA=lua-check
+	luacheck $(LINT_FILES)
 
 bench:
 	@$(MAKE) --no-print-directory deps DEPS_EXTRA=valgrind

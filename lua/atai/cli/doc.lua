@@ -17,7 +17,8 @@ end
 
 local function flag_synopsis(spec)
   local short = spec.short and ("\\fB\\-" .. spec.short .. "\\fR, ") or ""
-  return short .. "\\fB\\-\\-" .. roff(spec.name) .. "\\fR" .. (spec.arg and (" \\fI" .. roff(spec.arg) .. "\\fR") or "")
+  local value = spec.arg and (" \\fI" .. roff(spec.arg) .. "\\fR") or ""
+  return short .. "\\fB\\-\\-" .. roff(spec.name) .. "\\fR" .. value
 end
 
 local function flag_items(lines, flags)
@@ -86,7 +87,8 @@ function doc.man(registry, meta, version)
     end
   end
   lines[#lines + 1] = ".SH SEE ALSO"
-  lines[#lines + 1] = "\\fBatai help\\fR \\fICOMMAND\\fR; \\fBatai completion\\fR \\fIbash\\fR|\\fIzsh\\fR|\\fIfish\\fR;"
+  lines[#lines + 1] = "\\fBatai help\\fR \\fICOMMAND\\fR;"
+  lines[#lines + 1] = "\\fBatai completion\\fR \\fIbash\\fR|\\fIzsh\\fR|\\fIfish\\fR;"
   lines[#lines + 1] = "the README of atai (the Lua API)."
   return table.concat(lines, "\n") .. "\n"
 end
@@ -157,8 +159,8 @@ function doc.bash(registry)
     "  case $prev in",
   }
   for _, spec in ipairs(f.values) do
-    lines[#lines + 1] = ("    %s) COMPREPLY=($(compgen -W '%s' -- \"$cur\")); return ;;"):format(flag_patterns({ spec }),
-      table.concat(spec.values, " "))
+    lines[#lines + 1] = ("    %s) COMPREPLY=($(compgen -W '%s' -- \"$cur\")); return ;;")
+      :format(flag_patterns({ spec }), table.concat(spec.values, " "))
   end
   if #f.dirs > 0 then
     lines[#lines + 1] = ("    %s) COMPREPLY=($(compgen -d -- \"$cur\")); return ;;"):format(flag_patterns(f.dirs))
@@ -175,8 +177,9 @@ function doc.bash(registry)
   lines[#lines + 1] = "  case $command in"
   for _, group in ipairs(registry.groups) do
     if group.name then
-      lines[#lines + 1] = ("    %s) if ((${#words[@]} == 1)); then COMPREPLY=($(compgen -W '%s' -- \"$cur\")); return; fi"
-        .. "; command=\"%s ${words[1]}\" ;;"):format(group.name, table.concat(registry.names(group), " "), group.name)
+      lines[#lines + 1] = ("    %s) if ((${#words[@]} == 1)); then"
+        .. " COMPREPLY=($(compgen -W '%s' -- \"$cur\")); return; fi; command=\"%s ${words[1]}\" ;;")
+        :format(group.name, table.concat(registry.names(group), " "), group.name)
     end
   end
   lines[#lines + 1] = "  esac"
@@ -192,7 +195,8 @@ function doc.bash(registry)
     table.concat(f.id_commands, "'|'"), IDS_COMMAND)
   lines[#lines + 1] = "    'files upload') COMPREPLY=($(compgen -f -- \"$cur\")) ;;"
   lines[#lines + 1] = "    'completion') COMPREPLY=($(compgen -W 'bash zsh fish' -- \"$cur\")) ;;"
-  lines[#lines + 1] = "    'help') COMPREPLY=($(compgen -W '" .. table.concat(registry.top, " ") .. " exit-codes' -- \"$cur\")) ;;"
+  lines[#lines + 1] = ("    'help') COMPREPLY=($(compgen -W '%s exit-codes' -- \"$cur\")) ;;")
+    :format(table.concat(registry.top, " "))
   lines[#lines + 1] = "    *) COMPREPLY=() ;;"
   lines[#lines + 1] = "  esac"
   lines[#lines + 1] = "}"
@@ -225,6 +229,8 @@ local function fish_flag(spec, condition)
   return table.concat(parts, " ")
 end
 
+local FISH_IDS = "(atai job list --limit 50 --request-timeout 3s --retries 0 2>/dev/null | string split -f1 \\t)"
+
 --- The fish script.
 function doc.fish(registry)
   local lines = { "# atai completion for fish: atai completion fish | source", "complete -c atai -f" }
@@ -235,19 +241,24 @@ function doc.fish(registry)
         fish_quote(group.summary))
       local names = table.concat(registry.names(group), " ")
       for _, c in ipairs(group.commands) do
-        local inside = ("__fish_seen_subcommand_from %s; and not __fish_seen_subcommand_from %s"):format(group.name, names)
-        lines[#lines + 1] = ("complete -c atai -n %s -a %s -d %s"):format(fish_quote(inside), c.name, fish_quote(c.summary))
+        local inside = ("__fish_seen_subcommand_from %s; and not __fish_seen_subcommand_from %s")
+          :format(group.name, names)
+        lines[#lines + 1] = ("complete -c atai -n %s -a %s -d %s")
+          :format(fish_quote(inside), c.name, fish_quote(c.summary))
         local chosen = ("__fish_seen_subcommand_from %s; and __fish_seen_subcommand_from %s"):format(group.name, c.name)
         for _, spec in ipairs(c.flags) do lines[#lines + 1] = fish_flag(spec, chosen) end
         if c.ids then
           lines[#lines + 1] = ("complete -c atai -n %s -a %s"):format(fish_quote(chosen),
-            fish_quote("(atai job list --limit 50 --request-timeout 3s --retries 0 2>/dev/null | string split -f1 \\t)"))
+            fish_quote(FISH_IDS))
         end
-        if c.complete_args == "file" then lines[#lines + 1] = ("complete -c atai -n %s -F"):format(fish_quote(chosen)) end
+        if c.complete_args == "file" then
+          lines[#lines + 1] = ("complete -c atai -n %s -F"):format(fish_quote(chosen))
+        end
       end
     else
       for _, c in ipairs(group.commands) do
-        lines[#lines + 1] = ("complete -c atai -n __fish_use_subcommand -a %s -d %s"):format(c.name, fish_quote(c.summary))
+        lines[#lines + 1] = ("complete -c atai -n __fish_use_subcommand -a %s -d %s")
+          :format(c.name, fish_quote(c.summary))
         for _, spec in ipairs(c.flags) do
           lines[#lines + 1] = fish_flag(spec, "__fish_seen_subcommand_from " .. c.name)
         end

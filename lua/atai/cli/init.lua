@@ -96,7 +96,9 @@ local function api_key(ctx)
   local flags, out, getenv = ctx.flags, ctx.out, ctx.getenv
   local flag = flags["api-key"]
   if flag then
-    if flag == "" or flag:find("%c") then usage("--api-key: the api_key must be a non-empty string without control characters") end
+    if flag == "" or flag:find("%c") then
+      usage("--api-key: the api_key must be a non-empty string without control characters")
+    end
     out:err("warning: --api-key is visible to other users of this machine (ps, shell history); "
       .. "prefer the ATAI_API_KEY environment variable")
     return flag

@@ -180,7 +180,9 @@ end
 -- job create --file SPEC.json: POST /batch/jobs. The library checks the
 -- spec before sending anything: what it refuses is the user's mistake.
 local function job_create(ctx)
-  if not ctx.flags.file then usage("job create needs --file SPEC.json (or --file - for standard input)", ctx.command) end
+  if not ctx.flags.file then
+    usage("job create needs --file SPEC.json (or --file - for standard input)", ctx.command)
+  end
   local spec = read_spec(ctx, ctx.flags.file)
   -- the async call checks the spec and raises before it sends anything
   local started, handle = pcall(ctx.client.async.create_job, ctx.client.async, spec)
@@ -279,7 +281,8 @@ return {
   commands = {
     { name = "get", args = "ID...", min = 1, ids = true, run = job_get,
       summary = "print jobs (several ids are fetched concurrently)",
-      flags = { { "exit-status", nil, "exit with the job's status (0 COMPLETED, 3 FAILED, 6 CANCELLED, 8 running)" } } },
+      flags = { { "exit-status", nil,
+        "exit with the job's status (0 COMPLETED, 3 FAILED, 6 CANCELLED, 8 running)" } } },
     { name = "list", args = "", max = 0, run = job_list, summary = "list jobs, newest first",
       flags = {
         { "status", "S", "only jobs with this status (PENDING, RUNNING, COMPLETED, ...)", parse = args.upper,

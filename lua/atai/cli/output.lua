@@ -159,7 +159,8 @@ function output.pretty(json)
     if plain then
       parts[#parts + 1], i = plain, i + #plain - 1
     elseif c == '"' then
-      local close, from = nil, i + 1
+      local close
+      local from = i + 1
       repeat -- the closing quote: skip what a backslash escapes
         close = json:find('["\\]', from) or #json
         from = close + 2

@@ -110,7 +110,9 @@ function progress.transfer_line(label, p, rate)
   local speed = ""
   if rate and rate > 0 then
     speed = ("  %.1f MiB/s"):format(rate / 1048576)
-    if total > 0 and p.bytes_done < total then speed = speed .. "  ETA " .. progress.clock((total - p.bytes_done) / rate) end
+    if total > 0 and p.bytes_done < total then
+      speed = speed .. "  ETA " .. progress.clock((total - p.bytes_done) / rate)
+    end
   end
   return ("%s  [%s%s]  %s / %s  %3d%%%s%s"):format(escape(label), ("#"):rep(filled), ("."):rep(BAR - filled),
     output.human_bytes(p.bytes_done), total > 0 and output.human_bytes(total) or "?", math.floor(frac * 100),
