@@ -8,8 +8,9 @@
 #                         prints its port, key, an export line to paste and
 #                         the job ids it serves (FAKE_PORT, default 0 = any;
 #                         FAKE_LATENCY = ms added to every response); Ctrl-C stops
-#   make memcheck         the suite under valgrind (but spec/cli_spec.lua: its
-#                         work is in subprocesses that valgrind does not watch),
+#   make memcheck         the suite under valgrind (but spec/cli_spec.lua: part
+#                         of its work is in subprocesses that valgrind does not
+#                         watch, and it compares request times),
 #                         its big uploads and downloads at ATAI_TEST_BIG_MB=4 MiB
 #                         (200 in make test)
 #   make test-all         make test under every Lua below; keeps going, then
