@@ -1061,6 +1061,9 @@ echo $?]]):format(env_prefix(), ROOT, err, err)
         assert.is_truthy(r.stderr:find(case[2], 1, true), r.stderr)
       end
       assert.is_nil(atai({ "xyzzy" }).stderr:find("did you mean", 1, true))
+      local r = atai({ "job", "list", "--jsno" })
+      assert.are.equal(2, r.code)
+      assert.is_truthy(r.stderr:find("unknown flag '--jsno' (did you mean '--json'?)", 1, true), r.stderr)
     end)
 
     it("completion bash|zsh|fish prints a script; another shell is a usage error", function()

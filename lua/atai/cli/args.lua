@@ -86,7 +86,7 @@ function args.split(argv, known, short)
       name = name or a:match("^%-%-(.+)$")
       local spec = name and known[name]
       if not name and #a == 2 then spec = short[a:sub(2)] end
-      if not spec then args.usage(("unknown flag '%s'"):format(a)) end
+      if not spec then args.usage(("unknown flag '%s'%s"):format(a, args.did_you_mean(name, known, "--"))) end
       name = spec.name
       if spec.arg and value == nil then
         i = i + 1
@@ -133,6 +133,21 @@ function args.suggest(word, candidates)
   if #prefixed == 1 and #word >= 2 then return prefixed[1] end
   if best_d and best_d <= math.max(1, math.floor(#word / 3)) then return best end
   return nil
+end
+
+--- " (did you mean 'x'?)" when `word` looks like a typo of one of
+--- `candidates` (a list, or the keys of a table), each shown after `prefix`;
+--- else "".
+function args.did_you_mean(word, candidates, prefix)
+  if not word then return "" end
+  local list = candidates
+  if #candidates == 0 then
+    list = {}
+    for name in pairs(candidates) do list[#list + 1] = name end
+    table.sort(list)
+  end
+  local guess = args.suggest(word, list)
+  return guess and (" (did you mean '%s%s'?)"):format(prefix or "", guess) or ""
 end
 
 return args

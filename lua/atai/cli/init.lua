@@ -31,11 +31,7 @@ local function find_command(words)
   return nil
 end
 
--- " (did you mean 'x'?)" when `word` looks like a typo of a candidate.
-local function did_you_mean(word, candidates)
-  local guess = args.suggest(word, candidates)
-  return guess and (" (did you mean '%s'?)"):format(guess) or ""
-end
+local did_you_mean = args.did_you_mean
 
 -- The usage error for words that name no command.
 local function unknown(words)

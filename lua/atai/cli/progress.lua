@@ -132,7 +132,12 @@ function progress.transfer(ctx, label)
     out:flush("stderr")
     drawn = true
   end
-  return draw, function() if drawn then out:write("stderr", "\n") end end
+  return draw, function()
+    if drawn then
+      out:write("stderr", "\n")
+      out:flush("stderr")
+    end
+  end
 end
 
 return progress
