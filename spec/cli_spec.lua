@@ -188,6 +188,16 @@ describe("atai.cli", function()
       { { "help", "nothing" }, "no help for 'nothing'" },
       { { "job", "create" }, "job create needs --file" },
       { { "job", "create", "--file", "/nonexistent/spec.json" }, "--file: cannot read" },
+      { { "job", "list", "--type", "" }, "--type: empty value" },
+      { { "pipelines", "--type=" }, "--type: empty value" },
+      { { "job", "events", "job_running", "--level", "" }, "--level: empty value" },
+      { { "job", "outputs", "job_running", "-o", "" }, "--download: empty value" },
+      { { "pipeline", "" }, "pipeline: an empty ID|KEY" },
+      { { "job", "wait", "job_running", "--timeout", "9999999h" }, "--timeout: bad duration '9999999h'" },
+      { { "queue", "--request-timeout", "25h" }, "--request-timeout: '25h' is out of range (0.001 to 86400 seconds)" },
+      { { "job", "outputs", "job_running", "-o", "d", "--max-seconds", "8d" }, "--max-seconds: bad duration '8d'" },
+      { { "job", "outputs", "job_running", "-o", "d", "--max-seconds", "169h" }, "--max-seconds: '169h' is out of range" },
+      { { "job", "outputs", "job_running", "-o", "d", "--max-seconds", "500ms" }, "--max-seconds: '500ms' is out of range" },
     }
     for _, case in ipairs(CASES) do
       it("atai " .. table.concat(case[1], " "), function()

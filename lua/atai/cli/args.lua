@@ -4,7 +4,11 @@
 -- read here (durations, whole numbers); the flags themselves are declared
 -- by the command modules (atai.cli.job, ...) and by GLOBAL below.
 
+local config = require("atai.config")
+
 local args = {}
+
+local TIMEOUT = config.OPTIONS.timeout -- the bounds of --request-timeout
 
 local UsageError = {}
 UsageError.__index = UsageError
@@ -21,15 +25,29 @@ function args.is_usage(e) return getmetatable(e) == UsageError end
 
 local UNITS = { [""] = 1, ms = 0.001, s = 1, m = 60, h = 3600 }
 
+--- The longest DURATION: a year (what the library's sleeps accept).
+args.DURATION_MAX = 365 * 86400
+
 --- DURATION: seconds as a number (90, 1.5) or with ms, s, m or h (500ms, 30m).
 function args.duration(text, flag)
   local number, unit = text:match("^(%d*%.?%d+)(%a*)$")
   local seconds = number and UNITS[unit] and tonumber(number) * UNITS[unit]
-  if not seconds or seconds <= 0 then
+  if not seconds or seconds <= 0 or seconds > args.DURATION_MAX then
     args.usage(("%s: bad duration '%s' (seconds as a number, or with ms, s, m or h: 90, 1.5, 500ms, 30m)")
       :format(flag, text))
   end
   return seconds
+end
+
+--- A reader of DURATIONs from `min` to `max` seconds.
+function args.duration_within(min, max)
+  return function(text, flag)
+    local seconds = args.duration(text, flag)
+    if seconds < min or seconds > max then
+      args.usage(("%s: '%s' is out of range (%g to %g seconds)"):format(flag, text, min, max))
+    end
+    return seconds
+  end
 end
 
 --- A reader of whole numbers within [min, max] (max nil: no bound).
@@ -44,8 +62,14 @@ function args.whole(min, max)
   end
 end
 
---- Upper case (status and level names are written in any case).
-function args.upper(text) return text:upper() end
+--- A value that must not be empty (the library refuses empty strings).
+function args.nonempty(text, flag)
+  if text == "" then args.usage(("%s: empty value"):format(flag)) end
+  return text
+end
+
+--- Upper case (status and level names are written in any case), not empty.
+function args.upper(text, flag) return args.nonempty(text, flag):upper() end
 
 --- Flags of every command: name, value placeholder (nil: a switch), help,
 --- and optionally `short` (one letter) and `parse` (text, flag) -> value.
@@ -53,7 +77,8 @@ args.GLOBAL = {
   { "api-key", "KEY", "API key (default: $ATAI_API_KEY, then the file named by $ATAI_API_KEY_FILE; "
     .. "the environment is preferred: command lines are visible to other users)" },
   { "endpoint", "URL", "API endpoint (default: $ATAI_API_ENDPOINT, else Archetype AI's)" },
-  { "request-timeout", "DURATION", "timeout of each HTTP attempt (default 60s)", parse = args.duration },
+  { "request-timeout", "DURATION", "timeout of each HTTP attempt (default 60s)",
+    parse = args.duration_within(TIMEOUT.min, TIMEOUT.max) },
   { "retries", "N", "retries of a failed request, 0 to 10 (default 2)", parse = args.whole(0, 10) },
   { "json", nil, "print one JSON document on stdout (keys sorted; pretty on a terminal)", short = "j" },
   { "quiet", nil, "print nothing but errors (and --json output)", short = "q" },

@@ -287,7 +287,8 @@ return {
       flags = {
         { "status", "S", "only jobs with this status (PENDING, RUNNING, COMPLETED, ...)", parse = args.upper,
           values = atai.STATUSES },
-        { "type", "T", "only this pipeline type (batch, training)", values = { "batch", "training" } },
+        { "type", "T", "only this pipeline type (batch, training)", values = { "batch", "training" },
+          parse = args.nonempty },
         { "limit", "N", "print at most N jobs (default 20)", parse = args.whole(1) },
         { "all", nil, "print every job (every page)" },
       } },
@@ -306,7 +307,8 @@ return {
       run = write_command("delete_job", list.DELETE, function(b) return { b.id, "deleted" } end) },
     { name = "create", args = "--file SPEC.json", usage = "--file SPEC.json", max = 0, run = job_create,
       summary = "create a job from a JSON spec ('-': standard input)",
-      flags = { { "file", "FILE", "the job spec, JSON ('-': standard input)", complete = "file" } } },
+      flags = { { "file", "FILE", "the job spec, JSON ('-': standard input)", complete = "file",
+        parse = args.nonempty } } },
     { name = "events", args = "ID", min = 1, max = 1, ids = true, run = job_events, summary = "print a job's events",
       flags = {
         { "level", "L", "only events of this level (INFO, WARN, ERROR, SUCCESS, FAILED)", parse = args.upper,
@@ -321,11 +323,11 @@ return {
       live = function(flags) return flags.download ~= nil end,
       flags = {
         { "download", "DIR", "download every output into DIR (made if needed; complete files are skipped)",
-          short = "o", complete = "dir" },
+          short = "o", complete = "dir", parse = args.nonempty },
         { "parallel", "N", "transfers at once: parts of a large upload (default 4), files downloaded (default 8)",
           parse = args.whole(1, 64) },
         { "max-seconds", "DURATION", "give up on a file after DURATION (retries included; exit 1)",
-          parse = args.duration },
+          parse = args.duration_within(1, 604800) },
       } },
   },
 }

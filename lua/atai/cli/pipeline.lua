@@ -2,6 +2,7 @@
 -- `atai pipeline`, `atai queue`), with their flags and help.
 
 local atai = require("atai")
+local args = require("atai.cli.args")
 local output = require("atai.cli.output")
 local list = require("atai.cli.list")
 
@@ -34,6 +35,7 @@ end
 
 local function pipeline(ctx)
   local out = ctx.out
+  if ctx.args[1] == "" then args.usage("pipeline: an empty ID|KEY", ctx.command) end
   local p, err = find_pipeline(ctx.client, ctx.args[1])
   if not p then return out:report(err, ctx.args[1]) end
   if ctx.flags.schema then
@@ -61,7 +63,8 @@ local function queue(ctx)
   return EXIT.ok
 end
 
-local TYPE = { "type", "T", "only this pipeline type (batch, training)", values = { "batch", "training" } }
+local TYPE = { "type", "T", "only this pipeline type (batch, training)", values = { "batch", "training" },
+  parse = args.nonempty }
 
 return {
   summary = "the pipeline registry and the queue",
