@@ -76,6 +76,7 @@ end
 -- ------------------------------------------------------------ transfers
 
 local RATE_WINDOW = 5 -- seconds of samples in the moving average of the rate
+local RATE_MIN_SPAN = 0.5 -- seconds of samples before a rate is shown (bursts)
 
 --- "1:05", "1:02:03": an ETA in seconds.
 function progress.clock(seconds)
@@ -86,14 +87,14 @@ function progress.clock(seconds)
 end
 
 --- A rate meter: feed(bytes_done, now) -> bytes per second over the last
---- RATE_WINDOW seconds (nil until two samples are apart).
+--- RATE_WINDOW seconds (nil until the samples span RATE_MIN_SPAN).
 function progress.meter()
   local samples = {}
   return function(done, now)
     samples[#samples + 1] = { now, done }
     while #samples > 2 and now - samples[2][1] >= RATE_WINDOW do table.remove(samples, 1) end
     local first = samples[1]
-    if now - first[1] <= 0 then return nil end
+    if now - first[1] < RATE_MIN_SPAN then return nil end
     return (done - first[2]) / (now - first[1])
   end
 end
