@@ -8,8 +8,9 @@
 #                         prints its port, key, an export line to paste and
 #                         the job ids it serves (FAKE_PORT, default 0 = any;
 #                         FAKE_LATENCY = ms added to every response); Ctrl-C stops
-#   make memcheck         the suite under valgrind (but spec/cli_spec.lua: its
-#                         work is in subprocesses that valgrind does not watch),
+#   make memcheck         the suite under valgrind (but spec/cli_spec.lua: part
+#                         of its work is in subprocesses that valgrind does not
+#                         watch, and it compares request times),
 #                         its big uploads and downloads at ATAI_TEST_BIG_MB=4 MiB
 #                         (200 in make test)
 #   make test-all         make test under every Lua below; keeps going, then
@@ -21,8 +22,12 @@
 #                         lua5.4 and runs the tree's bin/atai version
 #   make install          Lua files to $(PREFIX)/share/lua/<ver>, core.so to
 #                         $(PREFIX)/lib/lua/<ver>/atai, bin/atai to $(PREFIX)/bin
-#                         (shebang: the chosen LUA); PREFIX=/usr/local, DESTDIR=
+#                         (shebang: the chosen LUA), man/atai.1 to
+#                         $(PREFIX)/share/man/man1; PREFIX=/usr/local, DESTDIR=
+#                         (paths may hold spaces)
 #   make uninstall        removes what make install put there
+#   make man              regenerates man/atai.1 from the CLI's help data
+#   make lint             luacheck (.luacheckrc) over lua/atai/cli/ and bin/atai
 #   make env              prints `export LUA_PATH=...; export LUA_CPATH=...;
 #                         export PATH=...` for using this checkout in place:
 #                         eval "$$(make -s env)"
@@ -57,7 +62,7 @@ WARN       := -std=c99 -Wall -Wextra -Werror -pedantic
 LUA_CFLAGS  = $(shell pkg-config --cflags $(LUA))
 CURL_CFLAGS = $(shell pkg-config --cflags libcurl)
 CURL_LIBS   = $(shell pkg-config --libs libcurl)
-BUSTED_ENV  = env -u ATAI_API_KEY -u ATAI_API_ENDPOINT ATAI_TEST_LUA=$(LUA) ATAI_TEST_CPATH='./$(BUILD)/?.so'
+BUSTED_ENV  = env -u ATAI_API_KEY -u ATAI_API_KEY_FILE -u ATAI_API_ENDPOINT ATAI_TEST_LUA=$(LUA) ATAI_TEST_CPATH='./$(BUILD)/?.so'
 BUSTED_RUN  = $(LUA) /usr/bin/busted --cpath='$(BUILD)/?.so' $(BUSTED_ARGS)
 BUSTED      = $(BUSTED_ENV) $(BUSTED_RUN)
 
@@ -75,8 +80,10 @@ LUA_FILES   = $(shell find lua -type f -name '*.lua' | LC_ALL=C sort)
 INST_LUA    = $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VER)
 INST_LIB    = $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VER)
 INST_BIN    = $(DESTDIR)$(PREFIX)/bin
+INST_MAN    = $(DESTDIR)$(PREFIX)/share/man/man1
+MAN_PAGE   := man/atai.1
 
-.PHONY: all deps test demo fake-server memcheck test-all test-nvim rock-check bench clean install uninstall env
+.PHONY: all deps test demo fake-server memcheck test-all test-nvim rock-check bench clean install uninstall env man lint
 
 all: $(SO) $(HOST)
 
@@ -128,29 +135,49 @@ rock-check:
 
 # Every file under lua/ keeps its place below share/lua/<ver> (atai/init.lua
 # is found through ?/init.lua, on every Lua's default path).
+# Paths are quoted (a DESTDIR with a space works); install(1) replaces a
+# file rather than writing through a symlink, and bin/atai is written to a
+# new temporary file beside it and renamed over the old name (a symlink
+# planted at INST_BIN/atai is replaced, its target untouched).
 install: $(SO)
 	@test -n "$(LUA_VER)" || { echo "install: cannot run $(LUA)" >&2; exit 1; }
 	@for f in $(LUA_FILES); do \
-	  d=$(INST_LUA)/$$(dirname $${f#lua/}); \
+	  d="$(INST_LUA)/$$(dirname $${f#lua/})"; \
 	  install -d "$$d" && install -m 644 "$$f" "$$d/" || exit 1; \
 	done
-	install -d $(INST_LIB)/atai $(INST_BIN)
-	install -m 755 $(SO) $(INST_LIB)/atai/core.so
-	sed '1s|.*|#!$(LUA_BIN)|' bin/atai > $(INST_BIN)/atai
-	chmod 755 $(INST_BIN)/atai
+	install -d "$(INST_LIB)/atai" "$(INST_BIN)" "$(INST_MAN)"
+	install -m 755 $(SO) "$(INST_LIB)/atai/core.so"
+	install -m 644 $(MAN_PAGE) "$(INST_MAN)/atai.1"
+	tmp=$$(mktemp "$(INST_BIN)/.atai.XXXXXX") && \
+	  { sed '1s|.*|#!$(LUA_BIN)|' bin/atai > "$$tmp" && chmod 755 "$$tmp" && \
+	    mv -f "$$tmp" "$(INST_BIN)/atai"; } || { rm -f "$$tmp"; exit 1; }
 	@echo "installed atai for $(LUA) under $(DESTDIR)$(PREFIX)"
 
 uninstall:
 	@test -n "$(LUA_VER)" || { echo "uninstall: cannot run $(LUA)" >&2; exit 1; }
-	rm -f $(INST_BIN)/atai $(INST_LIB)/atai/core.so
+	rm -f "$(INST_BIN)/atai" "$(INST_LIB)/atai/core.so" "$(INST_MAN)/atai.1"
 	@for f in $(LUA_FILES); do rm -f "$(INST_LUA)/$${f#lua/}"; done
-	-@rmdir $(INST_LIB)/atai $(INST_LUA)/atai 2>/dev/null || true
+	-@rmdir "$(INST_LIB)/atai" "$(INST_LUA)/atai/cli" "$(INST_LUA)/atai" 2>/dev/null || true
+
+# man/atai.1 from the help data (atai.cli.doc); committed, so that the rock
+# carries it (spec/cli_spec.lua checks it is up to date).
+man: $(SO)
+	LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='$(BUILD)/?.so;;' \
+	  $(LUA) -e 'io.write(require("atai.cli.meta").meta.man())' > $(MAN_PAGE).tmp
+	mv -f $(MAN_PAGE).tmp $(MAN_PAGE)
 
 # The build goes to stderr, so that stdout stays eval-able.
 env:
 	@$(MAKE) --no-print-directory $(SO) >&2
 	@echo "export LUA_PATH='$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;'; \
 	export LUA_CPATH='$(CURDIR)/$(BUILD)/?.so;;'; export PATH='$(CURDIR)/bin':\"\$$PATH\""
+
+# luacheck (Debian lua-check) with .luacheckrc over the files kept clean so
+# far: the command line (lua/atai/cli/, bin/atai). LINT_FILES widens it.
+LINT_FILES ?= lua/atai/cli bin/atai .luacheckrc
+lint:
+	@$(MAKE) --no-print-directory deps DEPS_EXTRA=lua-check
+	luacheck $(LINT_FILES)
 
 bench:
 	@$(MAKE) --no-print-directory deps DEPS_EXTRA=valgrind

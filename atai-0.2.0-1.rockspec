@@ -59,6 +59,17 @@ build = {
     ["atai"] = "lua/atai/init.lua",
     ["atai.api"] = "lua/atai/api.lua",
     ["atai.check"] = "lua/atai/check.lua",
+    ["atai.cli"] = "lua/atai/cli/init.lua",
+    ["atai.cli.args"] = "lua/atai/cli/args.lua",
+    ["atai.cli.commands"] = "lua/atai/cli/commands.lua",
+    ["atai.cli.doc"] = "lua/atai/cli/doc.lua",
+    ["atai.cli.files"] = "lua/atai/cli/files.lua",
+    ["atai.cli.job"] = "lua/atai/cli/job.lua",
+    ["atai.cli.list"] = "lua/atai/cli/list.lua",
+    ["atai.cli.meta"] = "lua/atai/cli/meta.lua",
+    ["atai.cli.output"] = "lua/atai/cli/output.lua",
+    ["atai.cli.pipeline"] = "lua/atai/cli/pipeline.lua",
+    ["atai.cli.progress"] = "lua/atai/cli/progress.lua",
     ["atai.config"] = "lua/atai/config.lua",
     ["atai.download"] = "lua/atai/download.lua",
     ["atai.files"] = "lua/atai/files.lua",
@@ -74,7 +85,8 @@ build = {
   install = {
     bin = { atai = "bin/atai" },
   },
-  copy_directories = { "examples" },
+  -- man/atai.1: LuaRocks installs no man pages; README shows `man -l`.
+  copy_directories = { "examples", "man" },
 }
 
 -- `luarocks make && luarocks test` from a checkout: busted reads .busted,

@@ -13,12 +13,15 @@
 #    tree of their own sets it), the tree's bin/atai (LuaRocks' wrapper
 #    around the rock's bin/atai) runs `atai version` from outside the
 #    repository.
+# 5. The rock's folder holds man/atai.1 (copy_directories), readable by
+#    `man -l` (LuaRocks installs no man pages).
 # Extra luarocks variables (CURL_DIR=..., CURL_INCDIR=...) may come in
 # ROCK_VARS. The temporary folders are removed at the end.
 set -eu
 rockspec=${1:-atai-scm-1.rockspec}
 v=${2:-5.4}
 lua=lua$v
+root=$(pwd)
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -62,4 +65,8 @@ echo "=== atai version, with: eval \"\$(luarocks --lua-version=$v --tree=<temp> 
 eval "$(luarocks --lua-version="$v" --tree="$tmp/tree" path)"
 [ "$(command -v atai)" = "$tmp/tree/bin/atai" ] || { echo "atai is not the tree's bin/atai" >&2; exit 1; }
 atai version
+echo "=== the rock carries the man page: man -l \"\$(luarocks show --rock-dir atai)/man/atai.1\""
+page="$(luarocks --lua-version="$v" --tree="$tmp/tree" show --rock-dir atai)/man/atai.1"
+cmp "$page" "$root/man/atai.1" || { echo "the rock has no man/atai.1 (copy_directories)" >&2; exit 1; }
+man -l "$page" >/dev/null 2>&1 || { echo "man -l cannot read $page" >&2; exit 1; }
 echo "rock-check: ok ($rockspec)"

@@ -1,21 +1,22 @@
--- spec/cli_spec.lua: bin/atai run as a subprocess against the fake API:
+-- spec/cli_spec.lua: the command line (atai.cli) against the fake API:
 -- every command and flag, stdout, stderr and the exit code, --json output
--- decoded back, a terminal through script(1), Ctrl-C, make install/env.
--- Subprocess-heavy, so it runs under lua5.4 only (make test; make test-all
--- runs it in its lua5.4 round and skips it under the other Luas).
+-- decoded back. Most cases call atai.cli.run in-process (every Lua of make
+-- test-all); what needs a real process runs bin/atai under lua5.4 only:
+-- exit codes seen by a shell, a terminal through script(1), Ctrl-C,
+-- /dev/full, a pipe closed by its reader, completion in bash, make
+-- install/env.
 local util = require("spec.support.util")
 
-if util.lua ~= "lua5.4" then
-  describe("bin/atai", function()
-    pending("runs under lua5.4 only (this run: " .. util.lua .. ")")
-  end)
-  return
+-- The cases that run bin/atai as a process (lua5.4 only).
+local process_it = util.lua == "lua5.4" and it or function(name)
+  pending(name .. " (a bin/atai process: lua5.4 only; this run: " .. util.lua .. ")")
 end
 
 local cjson = require("cjson")
 local socket = require("socket")
 local server = require("spec.support.server")
 local helpers = require("spec.support.files")
+local cli = require("atai.cli")
 
 -- A key that must never show in any output.
 local KEY = "sk-cli-secret-7f3a9d"
@@ -39,12 +40,16 @@ end
 
 -- The environment of a run: the fake server's endpoint and key unless
 -- `env` says otherwise (false unsets a variable).
-local function env_prefix(env)
+local function env_vars(env)
   local vars = { ATAI_API_KEY = KEY, ATAI_API_ENDPOINT = srv.endpoint, NO_COLOR = false,
     LUA_CPATH = util.cpath .. ";./?.so;;" }
   for k, v in pairs(env or {}) do vars[k] = v end
+  return vars
+end
+
+local function env_prefix(env)
   local unset, set = {}, {}
-  for k, v in pairs(vars) do
+  for k, v in pairs(env_vars(env)) do
     if v == false then unset[#unset + 1] = "-u " .. k else set[#set + 1] = k .. "=" .. quote(v) end
   end
   table.sort(set)
@@ -57,21 +62,57 @@ local function command_line(args)
   return table.concat(parts, " ")
 end
 
--- Runs bin/atai ARGS; opts.env, opts.stdin (text), opts.bin (another atai),
--- opts.cwd. Returns { code, stdout, stderr, json() }.
-local function atai(args, opts)
+local function result(code, stdout, stderr)
+  local r = { code = code, stdout = stdout, stderr = stderr }
+  function r.json() return cjson.decode(r.stdout) end
+  return r
+end
+
+-- Runs bin/atai ARGS as a process; opts.env, opts.stdin (text), opts.bin
+-- (another atai), opts.cwd. Returns { code, stdout, stderr, json() }.
+local function atai_process(args, opts)
   opts = opts or {}
   local out, err, input = os.tmpname(), os.tmpname(), os.tmpname()
   write_file(input, opts.stdin or "")
   local cmd = ("%s%s %s %s <%s >%s 2>%s; echo $?"):format(opts.cwd and ("cd " .. quote(opts.cwd) .. " && ") or "",
-    env_prefix(opts.env), opts.bin or (ROOT .. "/bin/atai"), command_line(args), input, out, err)
+    env_prefix(opts.env), quote(opts.bin or (ROOT .. "/bin/atai")), command_line(args), input, out, err)
   local p = assert(io.popen(cmd))
   local code = tonumber(p:read("*a"):match("(%d+)%s*$"))
   p:close()
-  local r = { code = code, stdout = read_file(out), stderr = read_file(err) }
+  local r = result(code, read_file(out), read_file(err))
   os.remove(out); os.remove(err); os.remove(input)
-  function r.json() return cjson.decode(r.stdout) end
   return r
+end
+
+-- A stream that keeps what is written to it.
+local function sink()
+  local parts = {}
+  return {
+    write = function(self, ...)
+      for i = 1, select("#", ...) do parts[#parts + 1] = tostring((select(i, ...))) end
+      return self
+    end,
+    flush = function(self) return self end,
+    text = function() return table.concat(parts) end,
+  }
+end
+
+-- Runs atai.cli.run(ARGS) in this process, with the environment of
+-- env_vars(opts.env) and opts.stdin; the same result as atai_process.
+local function atai(args, opts)
+  opts = opts or {}
+  if opts.bin or opts.cwd then return atai_process(args, opts) end
+  local vars = env_vars(opts.env)
+  local stdin = { text = opts.stdin or "" }
+  function stdin.read(self)
+    local text = self.text
+    self.text = ""
+    return text
+  end
+  local out, err = sink(), sink()
+  local code = cli.run(args, { stdin = stdin, stdout = out, stderr = err,
+    getenv = function(name) return vars[name] or nil end })
+  return result(code, out:text(), err:text())
 end
 
 -- The output of bin/atai ARGS on a terminal (script(1)): stdout and
@@ -117,7 +158,7 @@ local function create(name)
   return r.json().id
 end
 
-describe("bin/atai", function()
+describe("atai.cli", function()
   setup(function() srv = server.start { key = KEY } end)
   teardown(function() srv:stop() end)
   before_each(function() srv:reset() end)
@@ -147,6 +188,16 @@ describe("bin/atai", function()
       { { "help", "nothing" }, "no help for 'nothing'" },
       { { "job", "create" }, "job create needs --file" },
       { { "job", "create", "--file", "/nonexistent/spec.json" }, "--file: cannot read" },
+      { { "job", "list", "--type", "" }, "--type: empty value" },
+      { { "pipelines", "--type=" }, "--type: empty value" },
+      { { "job", "events", "job_running", "--level", "" }, "--level: empty value" },
+      { { "job", "outputs", "job_running", "-o", "" }, "--download: empty value" },
+      { { "pipeline", "" }, "pipeline: an empty ID|KEY" },
+      { { "job", "wait", "job_running", "--timeout", "9999999h" }, "--timeout: bad duration '9999999h'" },
+      { { "queue", "--request-timeout", "25h" }, "--request-timeout: '25h' is out of range (0.001 to 86400 seconds)" },
+      { { "job", "outputs", "job_running", "-o", "d", "--max-seconds", "8d" }, "--max-seconds: bad duration '8d'" },
+      { { "job", "outputs", "job_running", "-o", "d", "--max-seconds", "169h" }, "--max-seconds: '169h' is out of range" },
+      { { "job", "outputs", "job_running", "-o", "d", "--max-seconds", "500ms" }, "--max-seconds: '500ms' is out of range" },
     }
     for _, case in ipairs(CASES) do
       it("atai " .. table.concat(case[1], " "), function()
@@ -218,10 +269,10 @@ describe("bin/atai", function()
   end)
 
   describe("job get", function()
-    it("prints a compact line: id, status, pipeline, progress, failed, age", function()
+    it("prints a row: id, status, pipeline, progress, failed, age (tab-separated when piped)", function()
       local r = atai({ "job", "get", "job_running" })
       assert.are.equal(0, r.code, r.stderr)
-      assert.is_truthy(r.stdout:find("^job_running  RUNNING    machine%-state%-classification  2/4 %(50%%%)  failed 0  %d+d\n$"),
+      assert.is_truthy(r.stdout:find("^job_running\tRUNNING\tmachine%-state%-classification\t2/4 %(50%%%)\t0\t%d+d\n$"),
         r.stdout)
       assert.are.equal("", r.stderr)
     end)
@@ -381,7 +432,7 @@ describe("bin/atai", function()
       assert.is_truthy(r.stderr:find("job_missing: not_found", 1, true), r.stderr)
     end)
 
-    it("colours the status on a terminal, not with --no-color or NO_COLOR, not off a terminal", function()
+    process_it("colours the status on a terminal, not with --no-color or NO_COLOR, not off a terminal", function()
       local text, code = atai_tty({ "job", "get", "job_failed" })
       assert.are.equal(0, code, text)
       assert.is_truthy(text:find("\27[31mFAILED", 1, true), text)
@@ -401,7 +452,7 @@ describe("bin/atai", function()
       assert.are.equal(0, r.code, r.stderr)
       local got = lines(r.stdout)
       assert.are.equal(7, #got)
-      assert.is_truthy(got[#got]:find("^job_2abc3def4ghi5jkl6mno7pqr  COMPLETED"), got[#got])
+      assert.is_truthy(got[#got]:find("^job_2abc3def4ghi5jkl6mno7pqr\tCOMPLETED\t"), got[#got])
     end)
 
     it("--status (any case) and --type filter; --json prints the array of jobs", function()
@@ -454,7 +505,7 @@ describe("bin/atai", function()
       local id = create()
       local r = atai({ "job", "wait", id, "--interval", "50ms" })
       assert.are.equal(0, r.code, r.stderr)
-      assert.is_truthy(r.stdout:find("^" .. id .. "  COMPLETED  machine%-state%-classification  2/2 %(100%%%)  failed 0  %d+s\n$"), r.stdout)
+      assert.is_truthy(r.stdout:find("^" .. id .. "\tCOMPLETED\tmachine%-state%-classification\t2/2 %(100%%%)\t0\t%d+s\n$"), r.stdout)
       local progress = lines(r.stderr)
       assert.are.equal(2, #progress, r.stderr)
       assert.is_truthy(progress[1]:find("^" .. id .. "  RUNNING"), progress[1])
@@ -535,7 +586,7 @@ describe("bin/atai", function()
       assert.is_truthy(r.stderr:find("retrying after: server error (HTTP 503)", 1, true), r.stderr)
     end)
 
-    it("on a terminal: a live line per job redrawn in place, with a progress bar", function()
+    process_it("on a terminal: a live line per job redrawn in place, with a progress bar", function()
       local a, b = create("tty-a"), create("tty-b")
       local text, code = atai_tty({ "job", "wait", a, b, "--interval", "50ms" })
       assert.are.equal(0, code, text)
@@ -549,7 +600,7 @@ describe("bin/atai", function()
       assert.is_truthy(text:find("\27[32mCOMPLETED", 1, true), text)
     end)
 
-    it("on a terminal with --no-color: redrawn, not coloured, cut to the terminal's width", function()
+    process_it("on a terminal with --no-color: redrawn, not coloured, cut to the terminal's width", function()
       local text, code = atai_tty({ "job", "wait", create(), "--interval", "50ms", "--no-color" }, nil, 50)
       assert.are.equal(0, code, text)
       assert.is_truthy(text:find("\27[1A", 1, true), text)
@@ -562,7 +613,7 @@ describe("bin/atai", function()
       assert.is_true(n >= 2)
     end)
 
-    it("Ctrl-C stops cleanly: exit 130", function()
+    process_it("Ctrl-C stops cleanly: exit 130", function()
       local err = os.tmpname()
       local script = ([[
 %s %s/bin/atai job wait job_running --interval 50ms 2>%s &
@@ -587,7 +638,7 @@ echo $?]]):format(env_prefix(), ROOT, err, err)
     it("cancel: the job is CANCELLED (get --exit-status then exits 6)", function()
       local r = atai({ "job", "cancel", "job_running" })
       assert.are.equal(0, r.code, r.stderr)
-      assert.are.equal("job_running  CANCELLED\n", r.stdout)
+      assert.are.equal("job_running\tCANCELLED\t-\n", r.stdout)
       assert.are.equal(6, atai({ "job", "get", "job_running", "--exit-status" }).code)
     end)
 
@@ -603,7 +654,7 @@ echo $?]]):format(env_prefix(), ROOT, err, err)
     it("retry re-queues a FAILED job; a running one is a conflict", function()
       local r = atai({ "job", "retry", "job_failed" })
       assert.are.equal(0, r.code, r.stderr)
-      assert.are.equal("job_failed  PENDING  retry 1\n", r.stdout)
+      assert.are.equal("job_failed\tPENDING\t1\n", r.stdout)
       assert.are.equal(1, atai({ "job", "retry", "job_running" }).code)
     end)
 
@@ -611,7 +662,7 @@ echo $?]]):format(env_prefix(), ROOT, err, err)
       local r = atai({ "job", "delete", "job_failed", "--json" })
       assert.are.equal(0, r.code, r.stderr)
       assert.are.equal("job_failed", r.json().id)
-      assert.are.equal("job_cancelled  deleted\n", atai({ "job", "delete", "job_cancelled" }).stdout)
+      assert.are.equal("job_cancelled\tdeleted\n", atai({ "job", "delete", "job_cancelled" }).stdout)
       assert.are.equal(5, atai({ "job", "get", "job_failed" }).code)
       assert.are.equal(5, atai({ "job", "delete", "job_failed" }).code)
     end)
@@ -624,7 +675,7 @@ echo $?]]):format(env_prefix(), ROOT, err, err)
       local r = atai({ "job", "create", "--file", file })
       os.remove(file)
       assert.are.equal(0, r.code, r.stderr)
-      assert.is_truthy(r.stdout:find("^job_%w+  PENDING    machine%-state%-classification  %-  failed %-  %d+s\n$"), r.stdout)
+      assert.is_truthy(r.stdout:find("^job_%w+\tPENDING\tmachine%-state%-classification\t%-\t%-\t%d+s\n$"), r.stdout)
       local body = cjson.decode(srv:requests()[1].body)
       assert.are.equal("cli-run", body.name)
       assert.are.equal("a.csv", body.inputs["worker.inference"][1].file_id)
@@ -642,7 +693,7 @@ echo $?]]):format(env_prefix(), ROOT, err, err)
       local r = atai({ "job", "events", "job_failed" })
       assert.are.equal(0, r.code, r.stderr)
       assert.are.equal(5, #lines(r.stdout))
-      assert.is_truthy(r.stdout:find("FAILED   inference.failed  Input file format not supported  [inp_", 1, true), r.stdout)
+      assert.is_truthy(r.stdout:find("\tFAILED\tinference.failed\tInput file format not supported\tinp_", 1, true), r.stdout)
       r = atai({ "job", "events", "job_failed", "--level", "failed", "--json" })
       local events = r.json()
       assert.are.equal(2, #events)
@@ -687,7 +738,7 @@ echo $?]]):format(env_prefix(), ROOT, err, err)
       assert.are.equal(0, r.code, r.stderr)
       local got = lines(r.stdout)
       assert.are.equal(4, #got)
-      assert.is_truthy(got[3]:find("^inp_%w+  processing  worker.inference  input_03.csv$"), got[3])
+      assert.is_truthy(got[3]:find("^inp_%w+\tprocessing\tworker.inference\tinput_03.csv\t%-$"), got[3])
       assert.are.equal(4, #atai({ "job", "inputs", "job_running", "--json" }).json())
     end)
 
@@ -696,7 +747,7 @@ echo $?]]):format(env_prefix(), ROOT, err, err)
       assert.are.equal(0, r.code, r.stderr)
       assert.are.equal(25, #r.json())
       r = atai({ "job", "outputs", "job_2abc3def4ghi5jkl6mno7pqr" })
-      assert.is_truthy(r.stdout:find("pred_tep_inference_part_025.csv  https://storage.example.com/outputs/", 1, true))
+      assert.is_truthy(r.stdout:find("pred_tep_inference_part_025.csv\thttps://storage.example.com/outputs/", 1, true))
       assert.are.equal(5, atai({ "job", "outputs", "job_missing" }).code)
     end)
   end)
@@ -713,7 +764,7 @@ echo $?]]):format(env_prefix(), ROOT, err, err)
       write_file(dir .. "/b.csv", "x\n")
       local r = atai({ "files", "upload", dir .. "/a.csv" })
       assert.are.equal(0, r.code, r.stderr)
-      assert.are.equal("a.csv  8 B  direct\n", r.stdout)
+      assert.are.equal("a.csv\t8 B\tdirect\n", r.stdout)
       assert.are.equal("a,b\n1,2\n", srv:stats().files["a.csv"].content)
       r = atai({ "files", "upload", dir .. "/a.csv", dir .. "/b.csv", "--json" })
       local doc = r.json()
@@ -728,20 +779,20 @@ echo $?]]):format(env_prefix(), ROOT, err, err)
       local r = atai({ "files", "upload", dir .. "/missing.csv", dir .. "/ok.csv" })
       assert.are.equal(1, r.code)
       assert.is_truthy(r.stderr:find("missing.csv: io error", 1, true), r.stderr)
-      assert.are.equal("ok.csv  2 B  direct\n", r.stdout)
+      assert.are.equal("ok.csv\t2 B\tdirect\n", r.stdout)
       assert.are.equal(2, atai({ "files" }).code)
       assert.are.equal(2, atai({ "files", "upload" }).code)
       assert.are.equal(2, atai({ "files", "upload", dir .. "/ok.csv", "--parallel", "0" }).code)
     end)
 
-    it("files upload on a terminal draws a progress bar", function()
+    process_it("files upload on a terminal draws a progress bar", function()
       write_file(dir .. "/t.csv", ("0123456789\n"):rep(1000))
       local text, code = atai_tty({ "files", "upload", dir .. "/t.csv" })
       assert.are.equal(0, code, text)
       assert.is_truthy(text:find("\r\27[K" .. dir .. "/t.csv  [################]  10.7 KiB / 10.7 KiB  100%", 1, true), text)
     end)
 
-    it("Ctrl-C during a multipart upload aborts it: exit 130", function()
+    process_it("Ctrl-C during a multipart upload aborts it: exit 130", function()
       local path = dir .. "/big.csv"
       assert(os.execute("truncate -s 100M " .. quote(path)))
       srv:fault { method = "PUT", path_prefix = "/_storage/", responses = { { delay = 10, pass = true } } }
@@ -792,7 +843,7 @@ echo $?]]):format(env_prefix(), ROOT, err, err)
       assert.are.equal(2, atai({ "job", "outputs", TEP, "--parallel", "2" }).code)
     end)
 
-    it("job outputs --download on a terminal draws a progress bar", function()
+    process_it("job outputs --download on a terminal draws a progress bar", function()
       srv:control("POST", "/_fake/outputs", { job_id = TEP, outputs = { { filename = "a.csv", num_bytes = 2048 } } })
       local text, code = atai_tty({ "job", "outputs", TEP, "--download", dir })
       assert.are.equal(0, code, text)
@@ -805,7 +856,7 @@ echo $?]]):format(env_prefix(), ROOT, err, err)
       local r = atai({ "pipelines", "--type", "training" })
       assert.are.equal(0, r.code, r.stderr)
       assert.are.equal(3, #lines(r.stdout))
-      assert.is_truthy(r.stdout:find("ppl_anomalytrain01  anomaly-trainer  0.3.0  published  training  Anomaly Trainer", 1, true))
+      assert.is_truthy(r.stdout:find("ppl_anomalytrain01\tanomaly-trainer\t0.3.0\tpublished\ttraining\tAnomaly Trainer", 1, true))
       assert.are.equal(3, #atai({ "pipelines", "--type", "training", "--json" }).json())
     end)
 
@@ -815,7 +866,7 @@ echo $?]]):format(env_prefix(), ROOT, err, err)
       assert.are.equal("ppl_actdetect00001", r.json().id)
       r = atai({ "pipeline", "ppl_actdetect00000" })
       assert.are.equal(0, r.code, r.stderr)
-      assert.is_truthy(r.stdout:find("^ppl_actdetect00000  activity%-detection  0.9.0  deactivated"), r.stdout)
+      assert.is_truthy(r.stdout:find("^ppl_actdetect00000\tactivity%-detection\t0.9.0\tdeactivated"), r.stdout)
       assert.is_truthy(r.stdout:find("  inputs:  worker.data\n", 1, true), r.stdout)
     end)
 
@@ -851,7 +902,7 @@ echo $?]]):format(env_prefix(), ROOT, err, err)
     it("queue: depth per pipeline type; --json the API's object", function()
       local r = atai({ "queue" })
       assert.are.equal(0, r.code, r.stderr)
-      assert.are.equal("batch  12\ntraining  3\n", r.stdout)
+      assert.are.equal("batch\t12\ntraining\t3\n", r.stdout)
       assert.are.equal(12, atai({ "queue", "--json" }).json().queues[1].depth)
     end)
   end)
@@ -862,11 +913,12 @@ echo $?]]):format(env_prefix(), ROOT, err, err)
       local info = atai_lib.core.version_info()
       local r = atai({ "version" }, { env = { ATAI_API_KEY = false } })
       assert.are.equal(0, r.code, r.stderr)
-      assert.are.equal(("atai %s\nlibcurl %s (TLS: %s, HTTP/2: %s)\nLua 5.4\n"):format(atai_lib.VERSION,
-        info.curl_version, info.ssl_version, info.http2 and "yes" or "no"), r.stdout)
+      local lua = (rawget(_G, "jit") and jit.version) or _VERSION
+      assert.are.equal(("atai %s\nlibcurl %s (TLS: %s, HTTP/2: %s)\n%s\n"):format(atai_lib.VERSION,
+        info.curl_version, info.ssl_version, info.http2 and "yes" or "no", lua), r.stdout)
       local doc = atai({ "job", "list", "--version", "--json" }).json()
       assert.are.same({ atai = atai_lib.VERSION, libcurl = info.curl_version, tls = info.ssl_version,
-        http2 = info.http2 == true, lua = "Lua 5.4" }, doc)
+        http2 = info.http2 == true, lua = lua }, doc)
       assert.are.equal(0, #srv:requests())
     end)
 
@@ -897,7 +949,341 @@ echo $?]]):format(env_prefix(), ROOT, err, err)
     end)
   end)
 
-  it("without the library next to it or on the path: exit 1, saying so", function()
+  describe("tables, JSON, short flags, the key file", function()
+    process_it("on a terminal: a header and aligned columns; --json pretty-printed", function()
+      local text, code = atai_tty({ "job", "get", "job_failed", "job_running", "--no-color" })
+      assert.are.equal(0, code, text)
+      local rows = lines(text:gsub("\r", ""))
+      assert.is_truthy(rows[1]:find("^ID +STATUS +PIPELINE +PROGRESS +FAILED +AGE$"), rows[1])
+      assert.is_truthy(rows[2]:find("^job_failed +FAILED +machine"), rows[2])
+      assert.is_truthy(rows[3]:find("^job_running  RUNNING +machine"), rows[3])
+      assert.are.equal(rows[1]:find("STATUS", 1, true), rows[2]:find("FAILED", 1, true))
+      assert.are.equal(rows[1]:find("STATUS", 1, true), rows[3]:find("RUNNING", 1, true))
+      assert.are.equal(rows[1]:find("PROGRESS", 1, true), rows[2]:find("%d+/%d+"))
+      assert.are.equal(rows[1]:find("PROGRESS", 1, true), rows[3]:find("%d+/%d+"))
+      text, code = atai_tty({ "job", "get", "job_failed", "--json" })
+      assert.are.equal(0, code, text)
+      assert.is_truthy(text:find('^{\r?\n  "created_at": '), text)
+      assert.are.equal("job_failed", cjson.decode((text:gsub("\r", ""))).id)
+    end)
+
+    it("piped: --json is one compact line", function()
+      local r = atai({ "job", "get", "job_failed", "--json" })
+      assert.are.equal(1, #lines(r.stdout))
+    end)
+
+    it("-q, -j, -v and -o DIR are --quiet, --json, --verbose and --download DIR", function()
+      local r = atai({ "job", "get", "job_running", "-j", "-q" })
+      assert.are.equal(0, r.code, r.stderr)
+      assert.are.equal("job_running", r.json().id)
+      r = atai({ "-v", "queue", "-q" })
+      assert.are.equal("", r.stdout)
+      assert.is_truthy(r.stderr:find("atai: GET /[%w/.]*batch/jobs/queue %-> 200"), r.stderr)
+      local dir = helpers.tmpdir()
+      srv:control("POST", "/_fake/outputs", { job_id = "job_2abc3def4ghi5jkl6mno7pqr",
+        outputs = { { filename = "a.csv", num_bytes = 10 } } })
+      r = atai({ "job", "outputs", "job_2abc3def4ghi5jkl6mno7pqr", "-o", dir })
+      assert.are.equal(0, r.code, r.stderr)
+      assert.are.same({ "a.csv" }, helpers.list(dir))
+      helpers.remove(dir)
+      assert.are.equal(2, atai({ "job", "get", "job_running", "-x" }).code)
+      assert.are.equal(2, atai({ "job", "get", "job_running", "-o", "x" }).code)
+    end)
+
+    it("--max-seconds goes with --download and takes a DURATION", function()
+      local r = atai({ "job", "outputs", "job_running", "--max-seconds", "10" })
+      assert.are.equal(2, r.code)
+      assert.is_truthy(r.stderr:find("--max-seconds goes with --download DIR", 1, true), r.stderr)
+      r = atai({ "job", "outputs", "job_running", "-o", "x", "--max-seconds", "soon" })
+      assert.are.equal(2, r.code)
+      assert.is_truthy(r.stderr:find("--max-seconds: bad duration 'soon'", 1, true), r.stderr)
+      assert.are.equal(2, atai({ "job", "get", "job_running", "--max-seconds", "1" }).code)
+      assert.are.equal(2, atai({ "job", "get", "job_running", "--resume" }).code)
+      assert.are.equal(0, #srv:requests())
+    end)
+
+    it("ATAI_API_KEY_FILE: the key from a file; ATAI_API_KEY and --api-key come first", function()
+      local dir = helpers.tmpdir()
+      write_file(dir .. "/key", KEY .. "\n")
+      write_file(dir .. "/wrong", "sk-wrong\n")
+      write_file(dir .. "/empty", " \n")
+      local r = atai({ "job", "get", "job_running" }, { env = { ATAI_API_KEY = false, ATAI_API_KEY_FILE = dir .. "/key" } })
+      assert.are.equal(0, r.code, r.stderr)
+      assert_clean(r)
+      r = atai({ "job", "get", "job_running" }, { env = { ATAI_API_KEY_FILE = dir .. "/wrong" } })
+      assert.are.equal(0, r.code, r.stderr)
+      r = atai({ "job", "get", "job_running", "--api-key", KEY }, { env = { ATAI_API_KEY = "sk-wrong",
+        ATAI_API_KEY_FILE = dir .. "/wrong" } })
+      assert.are.equal(0, r.code, r.stderr)
+      for _, file in ipairs({ dir .. "/empty", dir .. "/missing", dir }) do
+        r = atai({ "job", "get", "job_running" }, { env = { ATAI_API_KEY = false, ATAI_API_KEY_FILE = file } })
+        assert.are.equal(4, r.code, r.stderr)
+        assert.is_truthy(r.stderr:find("^atai: ATAI_API_KEY_FILE: "), r.stderr)
+        assert.are.equal("", r.stdout)
+      end
+      helpers.remove(dir)
+      assert.are.equal(3, #srv:requests())
+    end)
+
+    it("a resumable upload that failed says how to go on", function()
+      local files = require("atai.cli.files")
+      local err = sink()
+      local out = require("atai.cli.output").new { stdout = sink(), stderr = err }
+      files.kept(out, { kind = "network", resumable = true, upload_id = "upl_123" })
+      files.kept(out, { kind = "network" })
+      assert.are.equal("atai: upload upl_123 kept: run the same command with --resume to continue\n", err:text())
+    end)
+
+    it("transfer lines show the rate and the ETA", function()
+      local progress = require("atai.cli.progress")
+      local line = progress.transfer_line("big.bin", { bytes_done = 1048576, bytes_total = 3145728, files_done = 0,
+        files_total = 1 }, 1048576)
+      assert.are.equal("big.bin  [#####...........]  1.0 MiB / 3.0 MiB   33%  1.0 MiB/s  ETA 0:02", line)
+      local meter = progress.meter()
+      assert.is_nil(meter(0, 10))
+      assert.is_nil(meter(500, 10.1), "a rate from a burst")
+      assert.are.equal(1000, meter(1000, 11))
+      assert.are.equal(1000, meter(3000, 13))
+      assert.are.equal("1:01:01", progress.clock(3661))
+    end)
+  end)
+
+  describe("help, completion, man page", function()
+    it("atai job --help: the group's subcommands and EXAMPLES", function()
+      for _, argv in ipairs({ { "job", "--help" }, { "help", "job" }, { "job", "-h" } }) do
+        local r = atai(argv, { env = { ATAI_API_KEY = false } })
+        assert.are.equal(0, r.code, r.stderr)
+        assert.is_truthy(r.stdout:find("^Usage: atai job SUBCOMMAND"), r.stdout)
+        for _, name in ipairs({ "get", "list", "wait", "cancel", "retry", "delete", "create", "events", "inputs", "outputs" }) do
+          assert.is_truthy(r.stdout:find("\n  " .. name .. " ", 1, true), name)
+        end
+        assert.is_truthy(r.stdout:find("\nEXAMPLES\n  atai job ", 1, true), r.stdout)
+      end
+    end)
+
+    it("typos get a suggestion", function()
+      local CASES = { { { "jbo", "list" }, "unknown command 'jbo' (did you mean 'job'?)" },
+        { { "job", "gte", "job_x" }, "unknown command 'job gte' (did you mean 'get'?)" },
+        { { "job", "lsit" }, "(did you mean 'list'?)" }, { { "pipline", "x" }, "(did you mean 'pipeline'?)" },
+        { { "files", "uplod" }, "(did you mean 'upload'?)" } }
+      for _, case in ipairs(CASES) do
+        local r = atai(case[1])
+        assert.are.equal(2, r.code)
+        assert.is_truthy(r.stderr:find(case[2], 1, true), r.stderr)
+      end
+      assert.is_nil(atai({ "xyzzy" }).stderr:find("did you mean", 1, true))
+      local r = atai({ "job", "list", "--jsno" })
+      assert.are.equal(2, r.code)
+      assert.is_truthy(r.stderr:find("unknown flag '--jsno' (did you mean '--json'?)", 1, true), r.stderr)
+    end)
+
+    it("completion bash|zsh|fish prints a script; another shell is a usage error", function()
+      for _, shell in ipairs({ "bash", "zsh", "fish" }) do
+        local r = atai({ "completion", shell }, { env = { ATAI_API_KEY = false } })
+        assert.are.equal(0, r.code, r.stderr)
+        assert.is_truthy(r.stdout:find("atai", 1, true))
+      end
+      assert.are.equal(2, atai({ "completion", "tcsh" }).code)
+      assert.are.equal(0, #srv:requests())
+    end)
+
+    process_it("source <(atai completion bash) completes commands, subcommands, flags and job ids in a real bash", function()
+      local script = ([[
+cd %s
+source <(./bin/atai completion bash)
+t() { COMP_WORDS=("$@"); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); COMPREPLY=(); _atai; echo "${COMPREPLY[*]}"; }
+t ./bin/atai jo
+t ./bin/atai job ""
+t ./bin/atai job get --ex
+t ./bin/atai --json job list --status F
+t ./bin/atai job get ""
+complete -p atai
+]]):format(quote(ROOT))
+      local path = os.tmpname()
+      write_file(path, script)
+      local p = assert(io.popen(env_prefix() .. " bash " .. path .. " 2>&1"))
+      local got = lines(p:read("*a"))
+      p:close()
+      os.remove(path)
+      assert.are.equal("job", got[1])
+      assert.are.equal("get list wait cancel retry delete create events inputs outputs", got[2])
+      assert.are.equal("--exit-status", got[3])
+      assert.are.equal("FAILED", got[4])
+      assert.is_truthy(got[5]:find("job_running", 1, true), got[5])
+      assert.is_truthy(got[5]:find("job_2abc3def4ghi5jkl6mno7pqr", 1, true), got[5])
+      assert.are.equal("complete -F _atai atai", got[6])
+    end)
+
+    it("man/atai.1 is generated from the help data and up to date (make man); it names every command", function()
+      local meta = require("atai.cli.meta").meta
+      local page = meta.man()
+      assert.are.equal(page, read_file("man/atai.1"), "man/atai.1 is stale: run make man")
+      for _, c in ipairs(require("atai.cli.commands").list) do
+        assert.is_truthy(page:find("\\fBatai " .. c.full:gsub("%-", "\\-") .. "\\fR"), c.full)
+      end
+    end)
+
+    process_it("man -l man/atai.1 shows every command", function()
+      local p = assert(io.popen("MANWIDTH=100 man -l man/atai.1 2>&1"))
+      local text = p:read("*a")
+      p:close()
+      for _, c in ipairs(require("atai.cli.commands").list) do
+        assert.is_truthy(text:find("\n       atai " .. c.full, 1, true), c.full)
+      end
+      assert.is_truthy(text:find("EXIT STATUS", 1, true))
+    end)
+  end)
+
+  -- Issue 14, finding 5: what a server sends is shown, not obeyed, by the terminal.
+  describe("finding 5: terminal escape injection", function()
+    -- ESC sequences (clear screen, window title), BEL, a C1 control (CSI,
+    -- U+009B), an invalid UTF-8 byte and DEL; "é" (valid UTF-8) stays.
+    local EVIL = "a\27[2J\27]0;title\7b\194\155c\255d\127é"
+    local SHOWN = "a\\x1B[2J\\x1B]0;title\\x07b\\xC2\\x9Bc\\xFFd\\x7Fé"
+
+    local function assert_inert(text)
+      local one_line = text:gsub("[\n\t]", "") -- tabs: the columns of piped output
+      assert.is_nil(one_line:find("%c"), text)
+      assert.is_nil(one_line:find("\255", 1, true), text)
+      assert.is_nil(one_line:find("\194\155", 1, true), text)
+    end
+
+    local function evil_job(id)
+      return { id = id, status = EVIL, pipeline_key = EVIL, name = EVIL, created_at = "2026-01-01T00:00:00Z",
+        input_progress = { total = 2, completed = 1, failed = 0 } }
+    end
+
+    it("escapes job fields (get, list, wait) on stdout; --json keeps the exact bytes", function()
+      srv:fault { path = "/v0.5/batch/jobs/job_running", responses = { { body = cjson.encode(evil_job("job_running")) },
+        { body = cjson.encode(evil_job("job_running")) } } }
+      local r = atai({ "job", "get", "job_running" })
+      assert.are.equal(0, r.code, r.stderr)
+      assert.is_truthy(r.stdout:find(SHOWN, 1, true), r.stdout)
+      assert_inert(r.stdout)
+      r = atai({ "job", "get", "job_running", "--json" })
+      assert.are.equal(EVIL, r.json().status)
+      srv:fault { path = "/v0.5/batch/jobs", method = "GET", responses = { { body = cjson.encode(
+        { total = 1, offset = 0, limit = 20, jobs = { evil_job("job_evil") } }) } } }
+      r = atai({ "job", "list" })
+      assert.are.equal(0, r.code, r.stderr)
+      assert.is_truthy(r.stdout:find(SHOWN, 1, true), r.stdout)
+      assert_inert(r.stdout)
+    end)
+
+    it("escapes events, outputs and pipelines", function()
+      srv:fault { path = "/v0.5/batch/jobs/job_failed/events", responses = { { body = cjson.encode({ total = 1,
+        offset = 0, limit = 100, events = { { id = "evt_1", created_at = EVIL, level = EVIL, event_type = EVIL,
+          message = EVIL, input_id = EVIL } } }) } } }
+      local r = atai({ "job", "events", "job_failed" })
+      assert.are.equal(0, r.code, r.stderr)
+      assert.is_truthy(r.stdout:find(SHOWN, 1, true), r.stdout)
+      assert_inert(r.stdout)
+      srv:control("POST", "/_fake/outputs", { job_id = "job_2abc3def4ghi5jkl6mno7pqr",
+        outputs = { { filename = EVIL, num_bytes = 10 } } })
+      r = atai({ "job", "outputs", "job_2abc3def4ghi5jkl6mno7pqr" })
+      assert.are.equal(0, r.code, r.stderr)
+      assert.is_truthy(r.stdout:find(SHOWN, 1, true), r.stdout)
+      assert_inert(r.stdout)
+      srv:fault { path = "/v0.5/batch/registry/pipelines", responses = { { body = cjson.encode({ total = 1,
+        offset = 0, limit = 100, pipelines = { { id = "ppl_x", pipeline_key = EVIL, name = EVIL, status = EVIL } } }) } } }
+      r = atai({ "pipelines" })
+      assert.are.equal(0, r.code, r.stderr)
+      assert.is_truthy(r.stdout:find(SHOWN, 1, true), r.stdout)
+      assert_inert(r.stdout)
+    end)
+
+    it("escapes error lines on stderr", function()
+      srv:fault { path = "/v0.5/batch/jobs/job_running", responses = { { status = 404,
+        body = cjson.encode({ errors = { { code = "not_found", message = EVIL, error_uid = EVIL } } }) } } }
+      local r = atai({ "job", "get", "job_running" })
+      assert.are.equal(5, r.code, r.stderr)
+      assert.is_truthy(r.stderr:find(SHOWN, 1, true), r.stderr)
+      assert_inert(r.stderr)
+    end)
+
+    process_it("on a real terminal: nothing but atai's own colours reaches it", function()
+      srv:fault { path = "/v0.5/batch/jobs/job_running", responses = { { body = cjson.encode(evil_job("job_running")) } } }
+      local text, code = atai_tty({ "job", "get", "job_running" })
+      assert.are.equal(0, code, text)
+      assert.is_truthy(text:find(SHOWN, 1, true), text)
+      assert.is_nil(text:gsub("\27%[[%d;]*m", ""):find("[\7\27\255]"), text)
+    end)
+  end)
+
+  -- Issue 14, finding 6: a write that fails stops the command.
+  describe("finding 6: write errors", function()
+    local function sh(script)
+      local p = assert(io.popen("sh -c " .. quote(script) .. " 2>&1"))
+      local text = p:read("*a")
+      p:close()
+      return text
+    end
+
+    process_it("atai job get ID --json > /dev/full exits 1 with one line on stderr", function()
+      for _, args in ipairs({ { "job", "get", "job_running", "--json" }, { "job", "get", "job_running" } }) do
+        local err = os.tmpname()
+        local text = sh(("%s %s/bin/atai %s >/dev/full 2>%s; echo \"<exit $?>\""):format(env_prefix(), ROOT,
+          command_line(args), err))
+        local stderr = read_file(err)
+        os.remove(err)
+        assert.are.equal("1", text:match("<exit (%d+)>"), stderr)
+        assert.are.equal("atai: cannot write standard output: No space left on device\n", stderr)
+      end
+    end)
+
+    process_it("atai job list --all | head -1 with SIGPIPE ignored stops at once: exit 141, silent", function()
+      local client = require("atai").new { endpoint = srv.endpoint, api_key = KEY }
+      local handles = {}
+      for i = 1, 250 do
+        handles[i] = client.async:create_job { name = "pipe-" .. i, pipeline_type = "batch",
+          pipeline_key = "machine-state-classification" }
+      end
+      for _, h in ipairs(handles) do assert(h:wait()) end
+      client:close()
+      -- the second page comes late: head -1 has gone by then
+      srv:fault { path = "/v0.5/batch/jobs", method = "GET", responses = { { pass = true }, { delay = 0.3, pass = true } } }
+      local dir = helpers.tmpdir()
+      local text = sh(("trap '' PIPE; { %s %s/bin/atai job list --all 2>%s/err; echo $? >%s/code; } | head -1")
+        :format(env_prefix(), ROOT, dir, dir))
+      local code, stderr = helpers.read(dir .. "/code"), helpers.read(dir .. "/err")
+      helpers.remove(dir)
+      assert.is_truthy(text:find("^job_%w+"), text)
+      assert.are.equal("141", code:match("%d+"), stderr)
+      assert.are.equal("", stderr)
+      -- 257 jobs are 3 pages: the third is never asked for
+      assert.is_true(hits("/batch/jobs", "GET") <= 2, "pages fetched after the reader had gone")
+    end)
+
+    it("in-process: a failing stream stops the command with exit 1; EPIPE with 141, silently", function()
+      local function failing(message, errno)
+        return { write = function() return nil, message, errno end, flush = function() return nil, message, errno end }
+      end
+      local err = { parts = {} }
+      function err.write(self, ...) for i = 1, select("#", ...) do self.parts[#self.parts + 1] = (select(i, ...)) end return self end
+      function err.flush(self) return self end
+      local vars = { ATAI_API_KEY = KEY, ATAI_API_ENDPOINT = srv.endpoint }
+      local getenv = function(name) return vars[name] end
+      local code = cli.run({ "job", "get", "job_running" }, { stdout = failing("No space left on device", 28),
+        stderr = err, getenv = getenv })
+      assert.are.equal(1, code)
+      assert.are.equal("atai: cannot write standard output: No space left on device\n", table.concat(err.parts))
+      err.parts = {}
+      code = cli.run({ "job", "list", "--all" }, { stdout = failing("Broken pipe", 32), stderr = err, getenv = getenv })
+      assert.are.equal(141, code)
+      assert.are.equal("", table.concat(err.parts))
+    end)
+  end)
+
+  process_it("bin/atai exits with atai.cli.run's code, seen by the shell", function()
+    for _, case in ipairs({ { { "job", "get", "job_running", "--json" }, 0 }, { { "job", "get", "job_missing" }, 5 },
+      { { "jbo" }, 2 }, { { "job", "get", "job_failed", "--exit-status" }, 3 } }) do
+      local r = atai_process(case[1])
+      assert.are.equal(case[2], r.code, r.stderr)
+      assert_clean(r)
+    end
+  end)
+
+  process_it("without the library next to it or on the path: exit 1, saying so", function()
     local dir = os.tmpname()
     os.remove(dir)
     assert(os.execute(("mkdir -p %s/bin && cp bin/atai %s/bin/"):format(dir, dir)))
@@ -915,7 +1301,7 @@ echo $?]]):format(env_prefix(), ROOT, err, err)
       return text, tonumber(text:match("<exit (%d+)>%s*$"))
     end
 
-    it("installs into DESTDIR; the installed atai runs from another folder; uninstall removes it", function()
+    process_it("installs into DESTDIR; the installed atai runs from another folder; uninstall removes it", function()
       local dest = sh("mktemp -d"):match("^(%S+)")
       local text, code = sh(("make --no-print-directory install LUA=lua5.4 PREFIX=/opt/atai DESTDIR=%s"):format(dest))
       assert.are.equal(0, code, text)
@@ -939,7 +1325,34 @@ echo $?]]):format(env_prefix(), ROOT, err, err)
       sh("rm -rf " .. dest)
     end)
 
-    it("make env prints exports that run this checkout's atai from anywhere", function()
+    -- Issue 14: "make install with a DESTDIR containing a space breaks, and
+    -- writes bin/atai through a symlink there".
+    process_it("make install: a DESTDIR with a space works; a symlink at bin/atai is replaced, not written through", function()
+      local base = sh("mktemp -d"):match("^(%S+)")
+      local dest = base .. "/dest dir"
+      local bin_dir = dest .. "/opt/atai/bin"
+      assert(os.execute(("mkdir -p %s && printf 'keep me' > %s && ln -s %s %s"):format(quote(bin_dir),
+        quote(base .. "/victim"), quote(base .. "/victim"), quote(bin_dir .. "/atai"))))
+      local text, code = sh(("make --no-print-directory install LUA=lua5.4 PREFIX=/opt/atai DESTDIR=%s"):format(quote(dest)))
+      assert.are.equal(0, code, text)
+      assert.are.equal("keep me", read_file(base .. "/victim"))
+      local _, is_link = sh(("test -L %s"):format(quote(bin_dir .. "/atai")))
+      assert.are.equal(1, is_link, "bin/atai is still a symlink")
+      assert.is_truthy(read_file(bin_dir .. "/atai"):find("^#!"))
+      local page = dest .. "/opt/atai/share/man/man1/atai.1"
+      assert.are.equal(read_file("man/atai.1"), read_file(page))
+      local r = atai({ "job", "get", "job_running", "--json" }, { bin = bin_dir .. "/atai", cwd = "/",
+        env = { LUA_PATH = false, LUA_CPATH = false } })
+      assert.are.equal(0, r.code, r.stderr)
+      local left = sh(("ls -A %s"):format(quote(bin_dir)))
+      assert.are.equal("atai", left:match("^%s*(.-)%s*<exit"), "a temporary file was left behind")
+      text, code = sh(("make --no-print-directory uninstall LUA=lua5.4 PREFIX=/opt/atai DESTDIR=%s"):format(quote(dest)))
+      assert.are.equal(0, code, text)
+      assert.are.equal("<exit 0>", sh(("find %s -type f"):format(quote(dest))):match("^%s*(.-)%s*$"))
+      sh("rm -rf " .. quote(base))
+    end)
+
+    process_it("make env prints exports that run this checkout's atai from anywhere", function()
       local text, code = sh(("cd / && eval \"$(make -s --no-print-directory -C %s env)\" && atai version --verbose"):format(ROOT))
       assert.are.equal(0, code, text)
       local root = ROOT:gsub("%p", "%%%0")

@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -95,6 +97,33 @@ static int l_id_problem(lua_State *L) {
   id = lua_tolstring(L, 1, &len);
   if (id_problem(L, id, len) == NULL) lua_pushnil(L);
   return 1;
+}
+
+/* A file descriptor argument: 0, 1 or 2 (the CLI's standard streams). */
+static int check_std_fd(lua_State *L) {
+  lua_Integer fd = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, fd >= 0 && fd <= 2, 1, "fd: 0, 1 or 2 expected");
+  return (int)fd;
+}
+
+/* core.isatty(fd) -> whether standard stream fd (0, 1, 2) is a terminal. */
+static int l_isatty(lua_State *L) {
+  lua_pushboolean(L, isatty(check_std_fd(L)) == 1);
+  return 1;
+}
+
+/* core.terminal_size(fd) -> columns, rows of the terminal on fd (0, 1, 2),
+** or nil when fd is no terminal or the size is unknown (TIOCGWINSZ). */
+static int l_terminal_size(lua_State *L) {
+  struct winsize ws;
+  int fd = check_std_fd(L);
+  if (ioctl(fd, TIOCGWINSZ, &ws) != 0 || ws.ws_col == 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_pushinteger(L, (lua_Integer)ws.ws_col);
+  lua_pushinteger(L, (lua_Integer)ws.ws_row);
+  return 2;
 }
 
 /* core.json_encode(value [, sorted]) -> JSON text; raises on values JSON
@@ -254,6 +283,8 @@ static const luaL_Reg module_functions[] = {
   {"now", l_now},
   {"version_info", l_version_info},
   {"id_problem", l_id_problem},
+  {"isatty", l_isatty},
+  {"terminal_size", l_terminal_size},
   {"json_encode", l_json_encode},
   {"in_run", l_in_run},
   {"defer", l_client_defer},

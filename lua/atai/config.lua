@@ -223,6 +223,32 @@ local function env(name)
   return v
 end
 
+--- Reads the API key from the file `path` ($ATAI_API_KEY_FILE, for cron
+--- and CI secrets): the key (trimmed), or nil and why the file cannot be
+--- used (unreadable or empty; never quoting its content).
+function config.read_key_file(path)
+  local f, why = io.open(path, "rb")
+  if not f then return nil, "cannot read " .. why end
+  local text, read_error = f:read("*a")
+  f:close()
+  if not text then return nil, ("cannot read %s: %s"):format(path, tostring(read_error)) end
+  text = text:match("^%s*(.-)%s*$")
+  if text == "" then return nil, path .. " is empty" end
+  return text
+end
+
+-- The key when no option gives one: $ATAI_API_KEY, else the file named by
+-- $ATAI_API_KEY_FILE; and the config error when that file cannot be used.
+local function key_from_environment()
+  local key = env("ATAI_API_KEY")
+  if key then return key end
+  local file = env("ATAI_API_KEY_FILE")
+  if not file then return nil end
+  local text, why = config.read_key_file(file)
+  if not text then return nil, "ATAI_API_KEY_FILE: " .. why end
+  return text
+end
+
 -- The base URL from the option (raising when bad) or the environment (a
 -- config error when bad); returns base_url, config_error.
 local function base_url_for(endpoint, fname)
@@ -249,9 +275,10 @@ function config.resolve(opts, fname)
     resolved[name] = value
   end
   resolved.endpoint = nil
-  resolved.api_key = opts.api_key or env("ATAI_API_KEY")
-  resolved.user_agent = user_agent(opts.user_agent)
   local key_error
+  resolved.api_key = opts.api_key
+  if resolved.api_key == nil then resolved.api_key, key_error = key_from_environment() end
+  resolved.user_agent = user_agent(opts.user_agent)
   if not is_header_text(resolved.api_key or "") then
     resolved.api_key = nil
     key_error = "ATAI_API_KEY contains control characters"

@@ -618,4 +618,24 @@ local atai_uv = {}
 ---@return fun() detach
 function atai_uv.attach(client, uv, opts) end
 
+--- The streams of a command line run in-process (file-like objects: write
+--- and flush return a true value, or nil, message, errno).
+---@class atai.CliStreams
+---@field stdin? file*|table   default io.stdin
+---@field stdout? file*|table  default io.stdout
+---@field stderr? file*|table  default io.stderr
+---@field getenv? fun(name: string): string|nil  default os.getenv
+
+--- atai.cli: the command line as a module (bin/atai runs it).
+---@class atai.cli
+local atai_cli = {}
+
+--- Runs one command line (`argv`: the words after the program's name, as
+--- `arg` holds them) and returns its exit code (README, "Exit codes"); never
+--- calls os.exit.
+---@param argv string[]
+---@param io? atai.CliStreams
+---@return integer code
+function atai_cli.run(argv, io) end
+
 return atai
