@@ -52,6 +52,8 @@ local FIELD_KINDS = {
   ["function"] = { "function", function(v) return type(v) == "function" end },
   seconds = { "number > 0 (seconds)", function(v) return is_number(v) and v > 0 and v <= 86400 end },
   bytes = { "integer >= 1 (bytes)", function(v) return is_number(v) and v >= 1 and v == math.floor(v) end },
+  margin = { "number >= 0 (seconds)", function(v) return is_number(v) and v >= 0 and v <= 86400 end },
+  boolean = { "boolean", function(v) return type(v) == "boolean" end },
 }
 
 -- Checks the optional table `t` (argument n) against `fields` (name ->
