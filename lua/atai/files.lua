@@ -376,6 +376,7 @@ local function upload_multipart(client, st, source, size, o)
   st.cleanup = nil
   if not done then
     if o.resume then -- its checkpoints are what resumes it: never aborted
+      if u.checkpoints and type(perr) == "table" and perr.kind ~= "cancelled" then u.checkpoints:flush() end
       if type(perr) == "table" then perr.upload_id, perr.resumable = upload_id, true end
     elseif perr.kind ~= "cancelled" then -- (cancelled: a closed client, nothing can be sent)
       client:_call("POST", "/files/uploads/" .. upload_id .. "/abort", nil)
