@@ -427,7 +427,7 @@ local function data_args(fname, name, data, opts)
   if type(name) ~= "string" then check.fail(fname, 1, "name: string expected, got " .. type(name)) end
   if type(data) ~= "string" then check.fail(fname, 2, "data: string expected, got " .. type(data)) end
   if type(opts) == "table" and opts.name ~= nil then check.fail(fname, 3, "opts.name: the name is argument #1") end
-  if type(opts) == "table" and opts.resume ~= nil then
+  if type(opts) == "table" and opts.resume ~= nil and opts.resume ~= false then
     check.fail(fname, 3, "opts.resume: only upload_file resumes (its checksum re-reads the file)")
   end
   return stream.pack({ data = data }, #data, upload_options(fname, 3, opts, name))
