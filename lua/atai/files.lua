@@ -2,14 +2,21 @@
 -- reference lists.
 --
 -- client:upload_file(path[, opts]) sends a file streamed from disk, never
--- whole in memory: below opts.multipart_threshold (100 MiB) as
--- POST /files (multipart/form-data, field "file"); from there on by the
+-- whole in memory: when smaller than min(opts.multipart_threshold (100 MiB),
+-- 512,000,000 bytes) and not JSONL, as POST /files (multipart/form-data,
+-- field "file", route "simple"); otherwise (and with opts.resume) by the
 -- direct-to-cloud flow: POST /files/uploads/initiate answers every part's
--- presigned URL, offset and length; the parts go out several at once as
--- PUTs without the API key (each retried on transient failures), then
--- .../complete gets each part's ETag. A failure, a cancel or Ctrl-C
--- sends .../abort, so nothing stays half uploaded. upload_data does the
--- same from a string. Both return {file_id, file_uid, num_bytes, route, ...}.
+-- presigned URL, offset, length and expiry; the parts go out several at
+-- once as PUTs without the API key (each retried on transient failures;
+-- a URL about to expire, or refused as expired, refreshed by
+-- .../parts/urls), then .../complete gets each part's ETag as received
+-- and, when initiate named crc32c, the file's CRC-32C (computed in C as
+-- the parts are read). A failure, a cancel or Ctrl-C sends .../abort, so
+-- nothing stays half uploaded, except a resumable upload (opts.resume):
+-- it checkpoints its parts (.../parts/checkpoint) and is kept, so the same
+-- call goes on where it stopped. upload_data does the same from a string;
+-- upload_base64 sends a file by POST /files/base64, encoded as it goes.
+-- All return {file_id, file_uid, num_bytes, route, ...}.
 --
 -- Also files_list (GET /files/metadata), file_info (GET
 -- /files/metadata/{id}), delete_file (DELETE /files/delete/{id}) and
