@@ -111,7 +111,7 @@ describe("big uploads", function()
     end)
 
     it("a lifetime shorter than the margin refreshes each part once, batched, and never spins", function()
-      t.srv:config { part_size = 16 * KB, url_ttl = 0.5 }
+      t.srv:config { part_size = 16 * KB, url_ttl = 1 }
       local path = file("short.csv", 128 * KB) -- 8 parts, refresh_margin 300 s by default
       assert(t.client:upload_file(path, { multipart_threshold = 1, concurrency = 4 }))
       local upload = the_upload()
@@ -220,7 +220,7 @@ describe("big uploads", function()
     it("initiates with resume_if_started, checkpoints in batches, completes with the rest ([] when all were)", function()
       t.srv:config { part_size = 16 * KB }
       t.srv:fault { method = "POST", path_prefix = "/v0.5/files/uploads/", responses = { { pass = true },
-        { delay = 0.3, pass = true } } } -- the first checkpoint takes its time: the others batch up
+        { delay = 0.6, pass = true } } } -- the first checkpoint takes its time: the others batch up
       local ids = {}
       local path, text = file("res.csv", 96 * KB) -- 6 parts
       local r = assert(t.client:upload_file(path, { resume = true, concurrency = 2,
@@ -315,6 +315,20 @@ print(r and ("done %%s %%s %%s"):format(r.upload_id, tostring(r.is_resume), r.ro
       assert.are.equal("completed", upload.status)
       assert.are.equal(checksum_of(text), upload.checksum)
       assert.are.equal("Registered", t.srv:stats().files["killed.csv"].file_status)
+    end)
+
+    it("the async form and atai.run resume too", function()
+      t.srv:config { part_size = 16 * KB }
+      local path = file("async.csv", 48 * KB)
+      local r = assert(t.client.async:upload_file(path, { resume = true }):wait(10))
+      assert.are.equal("completed", t.srv:stats().uploads[r.upload_id].status)
+      assert.matches('"parts":%[%]', bodies("complete")[1])
+      local ran = require("atai").run(function()
+        return t.client:upload_file(path, { resume = true, name = "again.csv" })
+      end)
+      local again = assert(ran:wait(10))
+      assert.are.equal("multipart", again.route)
+      assert.are.equal(2, #bodies("complete"))
     end)
 
     it("upload_data refuses opts.resume (an argument error)", function()
