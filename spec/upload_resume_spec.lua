@@ -361,6 +361,17 @@ print(r and ("done %%s %%s %%s"):format(r.upload_id, tostring(r.is_resume), r.ro
       assert.are.equal(512000000, cjson.decode(bodies("initiate")[1]).num_bytes)
       assert.are.equal(0, simple_posts())
     end)
+
+    it("a file just under 512,000,000 bytes, under multipart_threshold, takes the simple route (sparse; refused at once)", function()
+      local path = dir .. "/under.csv"
+      assert(util.sh("truncate -s 511999999 '" .. path .. "'"))
+      t.srv:fault { method = "POST", path = "/v0.5/files", responses = { { status = 400 } } }
+      local r, err = t.client:upload_file(path, { multipart_threshold = 2 ^ 40 })
+      assert.is_nil(r)
+      assert.are.equal("invalid_request", err.kind)
+      assert.are.equal(1, simple_posts())
+      assert.are.equal(0, #bodies("initiate"))
+    end)
   end)
 
   describe("upload_base64", function()
