@@ -11,7 +11,9 @@
 **   - to a presigned URL it sends none of the client's headers (no API
 **     key), asks for no content encoding and follows no redirect;
 **   - a stall limit (no byte for N seconds) replaces the attempt timeout;
-**   - it counts the bytes moved, readable from Lua (h:_progress()).
+**   - it counts the bytes moved, readable from Lua (h:_progress());
+**   - an upload may compute its source's CRC-32C as it reads it (crc32c.c),
+**     or send the form's file part in base64, encoded as it goes (base64.c).
 ** The Stream belongs to its transfer: files and form are closed when the
 ** transfer is freed (its release, or __gc), so an error leaks nothing.
 ** libcurl's callbacks here only move bytes and record numbers.
@@ -484,7 +486,9 @@ static void stream_url(lua_State *L, Client *c, Transfer *t, int spec) {
 ** or path (API), sink (file the body goes to), source ({path | data,
 ** offset, length}: the PUT body, or the form's file), form ({name,
 ** filename, type}), expect_bytes, max_bytes, stall (s), timeout (s, none
-** by default), max_retries, decode (the reply is JSON: MODE_BODY). */
+** by default), max_retries, decode (the reply is JSON: MODE_BODY), crc
+** (the source's CRC-32C, computed as it is read, in the result's crc32c),
+** base64 (the form's file part is the source in base64). */
 static int l_client_stream(lua_State *L) {
   Client *c = check_client(L, 1, 0);
   const char *method, *sink;
