@@ -725,5 +725,66 @@ describe("fake Batch API server", function()
       assert.are.equal(404, (post_json("/files/uploads/upl_nope/abort")))
       assert.are.equal("completed", srv:stats().uploads[init.upload_id].status)
     end)
+
+    it("uploads by parts: numbered from 0, URLs that expire, parts/urls, checkpoints, resume, CRC-32C, abort", function()
+      local core = require("atai.core") -- (the fake's own CRC is Lua 5.3+: this spec runs on every Lua)
+      local function checksum(crc)
+        return core.base64(string.char(math.floor(crc / 16777216) % 256, math.floor(crc / 65536) % 256,
+          math.floor(crc / 256) % 256, crc % 256))
+      end
+      local text = "0123456789"
+      srv:config { part_size = 4, url_ttl = 0.3 }
+      local spec = { filename = "r.csv", file_type = "text/csv", num_bytes = 10, resume_if_started = true }
+      local _, init = post_json("/files/uploads/initiate", spec)
+      assert.is_false(init.is_resume)
+      assert.are.equal("crc32c", init.integrity_algorithm)
+      assert.are.same({ 0, 1, 2 }, { init.parts[1].part_number, init.parts[2].part_number, init.parts[3].part_number })
+      assert.is_string(init.parts[1].expires_at)
+      local base = "/files/uploads/" .. init.upload_id
+      local function put(part)
+        return assert(request(part.url:match("^http://[^/]+(/.*)$"), { method = "PUT", auth = false,
+          body = text:sub(part.offset + 1, part.offset + part.length) }))
+      end
+      local first = put(init.parts[1])
+      assert.are.equal(200, first.status)
+      socket.sleep(0.35) -- on the server's clock, the URLs have expired
+      assert.are.equal(403, put(init.parts[2]).status)
+      local status, fresh = post_json(base .. "/parts/urls", { part_numbers = { 1, 2 } })
+      assert.are.equal(200, status)
+      assert.are.same({ 1, 2 }, { fresh.parts[1].part_number, fresh.parts[2].part_number })
+      local second = put(fresh.parts[1])
+      assert.are.equal(200, second.status)
+      assert.are.equal(400, (post_json(base .. "/parts/checkpoint", { parts = { { part_number = 0,
+        part_token = first.headers.etag:gsub('"', "") } } }))) -- the ETag byte for byte, quotes kept
+      local _, ck = post_json(base .. "/parts/checkpoint", { parts = { { part_number = 0, part_token = first.headers.etag },
+        { part_number = 1, part_token = second.headers.etag } } })
+      assert.are.equal(2, ck.num_checkpointed)
+      local _, again = post_json("/files/uploads/initiate", spec) -- same name and size: resumed
+      assert.is_true(again.is_resume)
+      assert.are.equal(init.upload_id, again.upload_id)
+      assert.are.equal(1, #again.parts)
+      assert.are.equal(2, again.parts[1].part_number)
+      local third = put(again.parts[1])
+      local last = { part_number = 2, part_token = third.headers.etag }
+      assert.are.equal(400, (post_json(base .. "/complete", { parts = { last,
+        { part_number = 0, part_token = first.headers.etag } } }))) -- a checkpointed part repeated
+      local crc = core.crc32c(text)
+      assert.are.equal(400, (post_json(base .. "/complete", { parts = { last }, integrity_checksum = checksum((crc + 1) % 4294967296) })))
+      assert.are.equal("Corrupt", srv:stats().files["r.csv"].file_status)
+      assert.are.equal(409, (post_json(base .. "/abort")))
+      -- a good checksum on a new upload; abort answers an empty body before completion, 409 after
+      local _, up = post_json("/files/uploads/initiate", { filename = "g.csv", num_bytes = 10 })
+      local tokens = {}
+      for i, part in ipairs(up.parts) do tokens[i] = { part_number = part.part_number, part_token = put(part).headers.etag } end
+      local code, done = post_json("/files/uploads/" .. up.upload_id .. "/complete", { parts = tokens,
+        integrity_checksum = checksum(crc) })
+      assert.are.equal(200, code)
+      assert.are.equal("Registered", done.file_status)
+      assert.are.equal(409, (post_json("/files/uploads/" .. up.upload_id .. "/abort")))
+      local _, other = post_json("/files/uploads/initiate", { filename = "h.csv", num_bytes = 3 })
+      local code2, body2 = post_json("/files/uploads/" .. other.upload_id .. "/abort")
+      assert.are.equal(200, code2)
+      assert.is_nil(body2)
+    end)
   end)
 end)

@@ -11,6 +11,8 @@
 **   transfer.c  one request in flight: libcurl callbacks, retries, results
 **   engine.c    the client's engine: sockets, due times, poll, wait
 **   requests.c  the entry points that start a request
+**   crc32c.c    CRC-32C (slicing-by-8, SSE4.2) and its combine, for uploads
+**   base64.c    base64, encoded while an upload is sent
 **   files.c     streaming transfers: bodies to files, uploads from files,
 **               presigned URLs, progress counters
 */

@@ -61,6 +61,8 @@ static int equals_ci(const char *s, size_t n, const char *name) {
 #include "transfer.c"
 #include "engine.c"
 #include "requests.c"
+#include "crc32c.c"
+#include "base64.c"
 #include "files.c"
 
 

@@ -18,7 +18,9 @@
 **     stops as soon as the body passes its declared size, and is renamed
 **     onto the destination once complete (the rename replaces whatever is
 **     there, a symlink included, and never writes through it);
-**   - it counts the bytes moved, readable from Lua (h:_progress()).
+**   - it counts the bytes moved, readable from Lua (h:_progress());
+**   - an upload may compute its source's CRC-32C as it reads it (crc32c.c),
+**     or send the form's file part in base64, encoded as it goes (base64.c).
 ** The Stream belongs to its transfer: files and form are closed when the
 ** transfer is freed (its release, or __gc), and a temporary file that was
 ** not renamed into place is removed then, so an error leaks nothing.
@@ -77,6 +79,11 @@ typedef struct Stream {
   StreamError error;
   int io_errno;
   const char *io_what;        /* what failed: "open", "read", "write" */
+  int want_crc;               /* compute the CRC-32C of the range as it is read */
+  uint32_t crc;               /* of the range's first crc_len bytes */
+  curl_off_t crc_len;
+  int base64;                 /* the form's file part is the range in base64 */
+  B64Carry b64;
 } Stream;
 
 
@@ -139,11 +146,23 @@ static size_t on_stream_body(char *data, size_t size, size_t count, void *ud) {
   return len;
 }
 
-/* Reads the next piece of the uploaded range (a PUT body, or the form's
-** file part: both use this callback). */
-static size_t stream_read(char *buf, size_t size, size_t count, void *ud) {
-  Stream *s = (Stream *)ud;
-  size_t want = size * count, got;
+/* Extends the range's CRC by the bytes at s->sent (a rewound attempt reads
+** bytes already counted: only those past crc_len count). */
+static void stream_crc(Stream *s, const char *buf, size_t got) {
+  curl_off_t skip = s->crc_len - s->sent;
+  if (!s->want_crc || skip >= (curl_off_t)got) return;
+  if (skip < 0) { /* a gap (never seen: reads go on from a rewind): no CRC rather than a wrong one */
+    s->want_crc = 0;
+    return;
+  }
+  s->crc = crc32c_update(s->crc, buf + skip, got - (size_t)skip);
+  s->crc_len = s->sent + (curl_off_t)got;
+}
+
+/* Takes up to `want` bytes of the range into buf; returns how many, 0 at
+** its end or on a read error (recorded). */
+static size_t stream_take(Stream *s, char *buf, size_t want) {
+  size_t got;
   curl_off_t left = s->length - s->sent;
   if ((curl_off_t)want > left) want = (size_t)left;
   if (want == 0) return 0;
@@ -154,17 +173,51 @@ static size_t stream_read(char *buf, size_t size, size_t count, void *ud) {
     got = fread(buf, 1, want, s->in);
     if (got == 0) {
       stream_io_error(s, ferror(s->in) ? errno : 0, "read");
-      return CURL_READFUNC_ABORT;
+      return 0;
     }
   }
+  stream_crc(s, buf, got);
   s->sent += (curl_off_t)got;
   return got;
+}
+
+/* Reads the next piece of the uploaded range (a PUT body, or the form's
+** file part: both use this callback). */
+static size_t stream_read(char *buf, size_t size, size_t count, void *ud) {
+  Stream *s = (Stream *)ud;
+  size_t want = size * count;
+  if (want == 0 || s->sent >= s->length) return 0;
+  want = stream_take(s, buf, want);
+  return want ? want : CURL_READFUNC_ABORT;
+}
+
+/* base64.c's source: exactly `want` bytes of the range, or 0. */
+static size_t stream_take_all(void *ud, char *dst, size_t want) {
+  size_t got = 0, n;
+  while (got < want && (n = stream_take((Stream *)ud, dst + got, want - got)) > 0) got += n;
+  return got;
+}
+
+/* The form's file part of upload_base64: the range, encoded as it is read. */
+static size_t stream_read_base64(char *buf, size_t size, size_t count, void *ud) {
+  Stream *s = (Stream *)ud;
+  size_t n = b64_fill(&s->b64, buf, size * count, (uint64_t)(s->length - s->sent), stream_take_all, s);
+  if (n == (size_t)-1) {
+    if (s->error == SE_NONE) stream_io_error(s, 0, "read");
+    return CURL_READFUNC_ABORT;
+  }
+  return n;
 }
 
 /* Rewinds the upload (libcurl resends a body on a reused connection that
 ** turned out dead, and before each attempt). */
 static int stream_seek(void *ud, curl_off_t offset, int origin) {
   Stream *s = (Stream *)ud;
+  if (s->base64) { /* an offset in the encoding: only at a group's start */
+    if (origin != SEEK_SET || offset < 0 || offset % 4 != 0) return CURL_SEEKFUNC_CANTSEEK;
+    offset = offset / 4 * 3;
+    s->b64.len = s->b64.at = 0;
+  }
   if (origin != SEEK_SET || offset < 0 || offset > s->length) return CURL_SEEKFUNC_CANTSEEK;
   if (s->in && fseeko(s->in, (off_t)(s->offset + offset), SEEK_SET) != 0) return CURL_SEEKFUNC_FAIL;
   s->sent = offset;
@@ -199,7 +252,8 @@ static int stream_build_form(Stream *s, CURL *e) {
   part = s->form ? curl_mime_addpart(s->form) : NULL;
   if (part && curl_mime_name(part, name) == CURLE_OK && curl_mime_filename(part, filename) == CURLE_OK &&
       (!*type || curl_mime_type(part, type) == CURLE_OK) &&
-      curl_mime_data_cb(part, s->length, stream_read, stream_seek, NULL, s) == CURLE_OK)
+      curl_mime_data_cb(part, s->base64 ? (curl_off_t)b64_size((uint64_t)s->length) : s->length,
+                        s->base64 ? stream_read_base64 : stream_read, stream_seek, NULL, s) == CURLE_OK)
     return 1;
   s->error = SE_MEMORY;
   return 0;
@@ -212,6 +266,7 @@ static void stream_prepare(Transfer *t, CURL *e) {
   s->written = s->sent = s->up_now = s->down_total = 0;
   s->content_length = -1;
   s->status_seen = s->to_file = 0;
+  s->b64.len = s->b64.at = 0;
   if (s->error != SE_IO) s->error = SE_NONE;
   if (s->out) {
     rewind(s->out);
@@ -327,6 +382,10 @@ static int stream_push_results(lua_State *L, const Transfer *t) {
   lua_setfield(L, -2, "status");
   lua_pushinteger(L, (lua_Integer)(s->out ? s->written : s->length));
   lua_setfield(L, -2, "bytes");
+  if (s->want_crc && s->crc_len == s->length) {
+    lua_pushinteger(L, (lua_Integer)s->crc);
+    lua_setfield(L, -2, "crc32c");
+  }
   if (s->content_length >= 0) {
     lua_pushinteger(L, (lua_Integer)s->content_length);
     lua_setfield(L, -2, "content_length");
@@ -557,7 +616,9 @@ static void stream_url(lua_State *L, Client *c, Transfer *t, int spec) {
 ** data, offset, length}: the PUT body, or the form's file), form ({name,
 ** filename, type}), expect_bytes, max_bytes, stall (s) and min_speed
 ** (bytes/s: the low-speed limit, default 1), timeout (s, none by default),
-** max_retries, decode (the reply is JSON: MODE_BODY). */
+** max_retries, decode (the reply is JSON: MODE_BODY), crc (the source's
+** CRC-32C, computed as it is read, in the result's crc32c), base64 (the
+** form's file part is the source in base64). */
 static int l_client_stream(lua_State *L) {
   Client *c = check_client(L, 1, 0);
   const char *method, *sink;
@@ -579,6 +640,10 @@ static int l_client_stream(lua_State *L) {
   t->timeout_ms = 0;
   lua_getfield(L, 2, "presigned");
   s->presigned = lua_toboolean(L, -1);
+  lua_getfield(L, 2, "crc");
+  s->want_crc = lua_toboolean(L, -1);
+  lua_getfield(L, 2, "base64");
+  s->base64 = lua_toboolean(L, -1);
   s->stall = (long)ceil(spec_number(L, 2, "stall", STALL_DEFAULT, 0.001, CALL_TIMEOUT_MAX)); /* whole seconds */
   s->min_speed = (long)spec_number(L, 2, "min_speed", 1, 1, 1e12);
   s->max_bytes = (curl_off_t)spec_number(L, 2, "max_bytes", 0, 0, SIZE_MAX_BYTES);
@@ -607,7 +672,7 @@ static int l_handle_progress(lua_State *L) {
   curl_off_t done = 0, total = -1;
   if (s && s->has_source) {
     total = s->length;
-    done = s->form ? (s->up_now < s->length ? s->up_now : s->length) : s->sent;
+    done = s->form && !s->base64 ? (s->up_now < s->length ? s->up_now : s->length) : s->sent;
   } else if (s) {
     done = s->written;
     total = s->expect >= 0 ? s->expect : (s->down_total > 0 ? s->down_total : -1);
@@ -668,10 +733,21 @@ static int l_stat(lua_State *L) {
   return 2;
 }
 
+/* core.wall_time() -> seconds since the epoch, with fractions: the clock
+** the expires_at of presigned URLs is compared with. */
+static int l_wall_time(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+  return 1;
+}
+
 /* Adds this room's functions: to the module table at `module`, the client
 ** methods and the handle methods; `decode` is the shared upvalue. */
 static void files_open(lua_State *L, int module, int decode) {
-  static const luaL_Reg module_fns[] = {{"mkdir", l_mkdir}, {"stat", l_stat}, {NULL, NULL}};
+  static const luaL_Reg module_fns[] = {{"mkdir", l_mkdir}, {"stat", l_stat}, {"wall_time", l_wall_time},
+                                        {"crc32c", l_crc32c}, {"crc32c_combine", l_crc32c_combine},
+                                        {"crc32c_file", l_crc32c_file}, {"base64", l_base64}, {NULL, NULL}};
   static const luaL_Reg client_fns[] = {{"_stream", l_client_stream}, {NULL, NULL}};
   static const luaL_Reg handle_fns[] = {{"_progress", l_handle_progress}, {NULL, NULL}};
   lua_pushvalue(L, module);

@@ -81,6 +81,8 @@ local FIELD_KINDS = {
   mode = { "integer from 0 to 511, or an octal string such as \"0600\"", function(v)
     return check.file_mode(v) ~= nil
   end },
+  margin = { "number >= 0 (seconds)", function(v) return is_number(v) and v >= 0 and v <= 86400 end },
+  boolean = { "boolean", function(v) return type(v) == "boolean" end },
 }
 
 -- Checks the optional table `t` (argument n) against `fields` (name ->

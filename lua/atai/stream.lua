@@ -37,7 +37,7 @@ stream.PART_SUFFIX = ".atai-part"
 --- application/octet-stream.
 stream.FILE_TYPES = {
   csv = "text/csv", tsv = "text/tab-separated-values", txt = "text/plain", json = "application/json",
-  jsonl = "application/jsonl", ndjson = "application/jsonl", xml = "application/xml",
+  jsonl = "application/x-ndjson", ndjson = "application/x-ndjson", xml = "application/xml",
   jpg = "image/jpeg", jpeg = "image/jpeg", png = "image/png", gif = "image/gif",
   mp4 = "video/mp4", wav = "audio/wav", mp3 = "audio/mpeg", pdf = "application/pdf",
   zip = "application/zip", gz = "application/gzip", parquet = "application/vnd.apache.parquet",
@@ -92,17 +92,25 @@ function stream.failed(client, err)
   return op
 end
 
---- Seconds since the epoch of an RFC 3339 UTC time stamp, or nil.
+--- Seconds since the epoch of an RFC 3339 time stamp (fractions of a
+--- second and a zone offset read; none is UTC), or nil.
 function stream.epoch(stamp)
-  local y, mo, d, h, mi, s = tostring(stamp):match("^(%d+)%-(%d+)%-(%d+)T(%d+):(%d+):(%d+)")
+  local y, mo, d, h, mi, s, rest = tostring(stamp):match("^(%d+)%-(%d+)%-(%d+)[Tt ](%d+):(%d+):(%d+)(.*)$")
   if not y then return nil end
+  local fraction = rest:match("^%.(%d+)")
+  if fraction then rest = rest:sub(#fraction + 2) end
+  local zone = 0
+  local sign, zh, zm = rest:match("^([+-])(%d%d):?(%d%d)$")
+  if sign then zone = (tonumber(zh) * 3600 + tonumber(zm) * 60) * (sign == "-" and -1 or 1)
+  elseif rest ~= "" and rest ~= "Z" and rest ~= "z" then return nil end
+  local seconds = tonumber(s) + (fraction and tonumber("0." .. fraction) or 0) - zone
   y, mo = tonumber(y), tonumber(mo)
   if mo <= 2 then y = y - 1 end
   local era = math.floor(y / 400)
   local yoe = y - era * 400
   local doy = math.floor((153 * (mo + (mo > 2 and -3 or 9)) + 2) / 5) + tonumber(d) - 1
   local days = era * 146097 + yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy - 719468
-  return days * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(s)
+  return days * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + seconds
 end
 
 
@@ -112,12 +120,26 @@ end
 local Batch = {}
 Batch.__index = Batch
 
+--- Seconds of progress the rate (p.bytes_per_second) is averaged over.
+stream.RATE_WINDOW = 5
+
 --- A batch of transfers of `client`. on_progress(p) gets p = {bytes_done,
---- bytes_total, files_done, files_total}.
-function stream.batch(client, on_progress, files_total, bytes_total)
+--- bytes_total, files_done, files_total, bytes_per_second} (and the
+--- batch's `extra` fields, such as an upload's upload_id).
+function stream.batch(client, on_progress, files_total, bytes_total, extra)
   return setmetatable({ client = client, active = {}, n = 0, finished = {}, on_progress = on_progress,
     files_total = files_total, bytes_total = bytes_total, files_done = 0, bytes_settled = 0,
-    deadlines = setmetatable({}, { __mode = "k" }) }, Batch)
+    samples = {}, extra = extra, deadlines = setmetatable({}, { __mode = "k" }) }, Batch)
+end
+
+-- The moving average of the rate: bytes over the last RATE_WINDOW seconds
+-- of reports (0 until two reports are apart in time).
+local function rate(samples, now, done)
+  samples[#samples + 1] = { now, done }
+  while #samples > 2 and now - samples[2][1] >= stream.RATE_WINDOW do table.remove(samples, 1) end
+  local first = samples[1]
+  if now - first[1] <= 0 then return 0 end
+  return math.max(done - first[2], 0) / (now - first[1])
 end
 
 -- batch.deadline_of(item) -> the core.now() time by which an item's
@@ -206,8 +228,11 @@ function Batch:report()
     moving = moving + done
     total = (self.bytes_total or not all) and total or total + all
   end
-  local ok, err = pcall(self.on_progress, { bytes_done = self.bytes_settled + moving,
-    bytes_total = total, files_done = self.files_done, files_total = self.files_total })
+  local done = self.bytes_settled + moving
+  local p = { bytes_done = done, bytes_total = total, files_done = self.files_done,
+    files_total = self.files_total, bytes_per_second = rate(self.samples, core.now(), done) }
+  for k, v in pairs(self.extra or {}) do p[k] = v end
+  local ok, err = pcall(self.on_progress, p)
   return ok, err
 end
 

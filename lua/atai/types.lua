@@ -6,7 +6,7 @@
 
 ---@alias atai.Status "PENDING"|"ADMITTED"|"RUNNING"|"COMPLETED"|"FAILED"|"PREEMPTED"|"CANCELLED"
 
----@alias atai.ErrorKind "auth"|"permission"|"not_found"|"conflict"|"invalid_request"|"too_large"|"rate_limited"|"server"|"http"|"timeout"|"network"|"decode"|"config"|"pending"|"cancelled"|"callback"|"io"
+---@alias atai.ErrorKind "auth"|"permission"|"not_found"|"conflict"|"invalid_request"|"too_large"|"rate_limited"|"server"|"http"|"timeout"|"network"|"decode"|"config"|"pending"|"cancelled"|"callback"|"io"|"integrity"
 
 ---@class atai.InputProgress
 ---@field pending integer
@@ -53,6 +53,8 @@
 ---@field retry_after? number    seconds asked by Retry-After
 ---@field job? atai.Job          wait_job timeout: the last job seen
 ---@field elapsed? number        seconds from the first attempt to the end
+---@field upload_id? string      a resumable upload that failed: its id (kept, not aborted)
+---@field resumable? boolean     true: run the same upload again with opts.resume = true
 ---@field traceback? string      kind "callback": where the atai.run function raised
 
 ---@class atai.Options
@@ -386,6 +388,8 @@ function Client:wait_job(id, opts) end
 ---@field bytes_total? integer     nil while unknown
 ---@field files_done integer
 ---@field files_total integer      1 for an upload
+---@field bytes_per_second number  moving average over the last 5 s (0 at first)
+---@field upload_id? string        a multipart upload's id, once initiate answered
 
 ---@class atai.UploadOptions
 ---@field name? string                 the file's name, its id (default: the base name)
@@ -394,13 +398,21 @@ function Client:wait_job(id, opts) end
 ---@field multipart_threshold? integer from this size (bytes) on, the multipart flow (100 MiB)
 ---@field concurrency? integer         parts in flight at once (4)
 ---@field stall_timeout? number        seconds without a byte before an attempt fails (60)
+---@field refresh_margin? number       seconds: a part URL expiring sooner is refreshed before its PUT (300)
+---@field resume? boolean              a resumable upload (upload_file only; multipart, checkpointed, kept on failure)
+
+---@class atai.Base64Options
+---@field file_type? string            default from the name's extension
+---@field on_progress? fun(p: atai.TransferProgress)
+---@field stall_timeout? number        seconds without a byte before an attempt fails (60)
 
 ---@class atai.UploadResult
 ---@field file_id string     the file's name: what a job's inputs reference
 ---@field file_uid? string
 ---@field num_bytes integer
----@field route "direct"|"multipart"
----@field is_valid? boolean  (direct) as the API says
+---@field route "simple"|"multipart"|"base64"
+---@field is_valid? boolean  (simple, base64) as the API says
+---@field is_resume? boolean (multipart) true: a resumable upload went on where an earlier run stopped
 ---@field upload_id? string  (multipart)
 ---@field file_name? string  (multipart)
 ---@field file_status? string (multipart) "Registered"
@@ -448,6 +460,16 @@ function Client:upload_file(path, opts) end
 ---@return atai.UploadResult|nil file
 ---@return atai.Error|nil err
 function Client:upload_data(name, data, opts) end
+
+--- POST /files/base64: the file at `path` stored as `name`, base64-encoded
+--- while it is sent; nil, err (too_large) when the encoding would pass
+--- 512,000,000 bytes.
+---@param name string   the file's name, its id
+---@param path string   the local file
+---@param opts? atai.Base64Options
+---@return atai.UploadResult|nil file
+---@return atai.Error|nil err
+function Client:upload_base64(name, path, opts) end
 
 ---@return table|nil files  GET /files/metadata, as decoded
 ---@return atai.Error|nil err
@@ -593,6 +615,7 @@ atai.wait_jobs = Client.wait_jobs --[[@as fun(ids: string[], opts?: atai.WaitOpt
 atai.poll = Client.poll --[[@as fun(seconds?: number, opts?: {budget?: number}): integer]]
 atai.upload_file = Client.upload_file --[[@as fun(path: string, opts?: atai.UploadOptions): atai.UploadResult|nil, atai.Error|nil]]
 atai.upload_data = Client.upload_data --[[@as fun(name: string, data: string, opts?: atai.UploadOptions): atai.UploadResult|nil, atai.Error|nil]]
+atai.upload_base64 = Client.upload_base64 --[[@as fun(name: string, path: string, opts?: atai.Base64Options): atai.UploadResult|nil, atai.Error|nil]]
 atai.files_list = Client.files_list --[[@as fun(): table|nil, atai.Error|nil]]
 atai.file_info = Client.file_info --[[@as fun(id: string): table|nil, atai.Error|nil]]
 atai.delete_file = Client.delete_file --[[@as fun(id: string): table|nil, atai.Error|nil]]

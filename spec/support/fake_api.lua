@@ -39,8 +39,11 @@
     lifecycle.lua  how created/retried jobs advance, one step per GET
     jobs.lua       handlers: list, get, create, cancel, retry, delete, queue
     job_io.lua     handlers: events, progress, inputs, counts, traces, outputs
-    files.lua      the Files API: POST /files (multipart, streamed), metadata, delete,
-                   download, and the multipart upload (initiate, complete, abort)
+    files.lua      the Files API: POST /files and /files/base64 (multipart, streamed),
+                   metadata, delete, download, and the multipart upload (initiate with
+                   resume, parts/urls, parts/checkpoint, complete with a CRC-32C check,
+                   abort)
+    crc32c.lua     CRC-32C and its combine in plain Lua (the check at complete)
     storage.lua    presigned URLs on this server: part PUTs, output blobs, signatures
     blob.lua       the bytes of an output blob, made from its key
     routes.lua     the route table under /v0.5, authentication

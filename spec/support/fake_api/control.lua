@@ -6,7 +6,9 @@
                           (F: see faults.lua)
     POST /_fake/config    {"full_write_bodies", "ignore_offset", "page_total_lies",
                            "part_size", "url_ttl", "expired_listings", "stale_listings",
-                           "max_upload_bytes"} (see state.default_config)
+                           "max_upload_bytes", "integrity_algorithm", "integrity_max_bytes",
+                           "corrupt_next_part", "kill_pid", "kill_after_checkpoints"}
+                          (see state.default_config)
     POST /_fake/outputs   {"job_id", "outputs": [{id?, filename, num_bytes, size?,
                            port_name?, input_id?}]}: the job's outputs become these, their
                            bytes served by the loopback storage (storage.lua)
@@ -75,12 +77,16 @@ local function uploads_view()
   for id, u in pairs(state.uploads) do
     local parts = json.array({})
     for n, p in ipairs(u.parts) do
-      parts[n] = json.object({ part_number = n, offset = p.offset, length = p.length,
-        uploaded = p.etag ~= nil, puts = p.puts or 0, head = p.head or json.null },
-        { "part_number", "offset", "length", "uploaded", "puts", "head" })
+      parts[n] = json.object({ part_number = p.number, offset = p.offset, length = p.length,
+        uploaded = p.etag ~= nil, puts = p.puts or 0, head = p.head or json.null,
+        checkpointed = p.checkpointed == true, refreshes = p.refreshes or 0, crc = p.crc or json.null },
+        { "part_number", "offset", "length", "uploaded", "puts", "head", "checkpointed", "refreshes", "crc" })
     end
     view[id] = json.object({ status = u.status, filename = u.filename, num_bytes = u.num_bytes,
-      parts = parts }, { "status", "filename", "num_bytes", "parts" })
+      algorithm = u.algorithm, checksum = u.checksum or json.null, initiates = u.initiates,
+      url_calls = u.url_calls, refreshes = u.refreshes, checkpoint_calls = u.checkpoint_calls, parts = parts },
+      { "status", "filename", "num_bytes", "algorithm", "checksum", "initiates", "url_calls", "refreshes",
+        "checkpoint_calls", "parts" })
   end
   return view
 end

@@ -3,18 +3,27 @@
 
     POST   /files                          multipart/form-data, field "file", streamed:
                                            {is_valid, file_id, file_uid}
+    POST   /files/base64                   the same, the file part in base64
+    (uploads, below: parts numbered from 0; URLs expiring after url_ttl s, 403 after)
     GET    /files/metadata                 {files: [...]} (shape undocumented: ours)
     GET    /files/metadata/{file_id}       one file's metadata (ours too)
     DELETE /files/delete/{file_id}         {file_id, deleted} (ours)
     GET    /files/download/{file_id}       the file's bytes (kept for files up to 1 MiB)
-    POST   /files/uploads/initiate         {filename, file_type, num_bytes} -> upload_id,
-                                           file_uid, strategy, num_parts, part_size,
-                                           parts [{part_number, url, offset, length}],
-                                           expires_at (presigned PUTs: storage.lua)
-    POST   /files/uploads/{id}/complete    {parts: [{part_number, part_token}]} ->
-                                           {file_uid, file_name, file_status, num_bytes,
-                                           file_attributes}
-    POST   /files/uploads/{id}/abort       {upload_id, status: "aborted"} (ours)
+    POST   /files/uploads/initiate         {filename, file_type, num_bytes, resume_if_started?}
+                                           -> upload_id, file_uid, file_name, strategy,
+                                           total_bytes, num_parts, part_size, is_resume,
+                                           integrity_algorithm, parts [{part_number, url,
+                                           offset, length, expires_at}] (only the parts not
+                                           checkpointed), expires_at (PUTs: storage.lua)
+    POST   /files/uploads/{id}/parts/urls  {part_numbers} -> {parts}: fresh URLs, counted
+    POST   /files/uploads/{id}/parts/checkpoint  {parts: [{part_number, part_token}]} ->
+                                           {num_checkpointed}; kill_pid/kill_after_checkpoints
+                                           SIGKILL a client process here (resume specs)
+    POST   /files/uploads/{id}/complete    {parts: [...not checkpointed], integrity_checksum?}
+                                           -> {file_uid, file_name, file_status, num_bytes,
+                                           file_attributes}; a checksum that does not match the
+                                           parts' CRC-32C: 400 integrity_mismatch, file Corrupt
+    POST   /files/uploads/{id}/abort       an empty body; 409 once completed
 
   Uploads are counted, never kept whole (a 200 MiB upload passes MAX_BODY): the store
   keeps each file's size, type, its first bytes and, up to KEEP bytes, its content.
@@ -27,6 +36,7 @@ local json = require("fake_api.json")
 local errors = require("fake_api.errors")
 local state = require("fake_api.state")
 local storage = require("fake_api.storage")
+local crc32c = require("fake_api.crc32c")
 local util = require("fake_api.util")
 
 local raise = errors.raise
@@ -121,18 +131,52 @@ local function file_sink()
   return sink
 end
 
+-- Decodes base64 (the kept content of a small POST /files/base64 upload).
+local function b64_decode(text)
+  local A = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+  local out, bits, n = {}, 0, 0
+  for ch in text:gmatch("[%w+/]") do
+    bits, n = (bits << 6) | (A:find(ch, 1, true) - 1), n + 6
+    if n >= 8 then
+      n = n - 8
+      out[#out + 1] = string.char((bits >> n) & 0xff)
+    end
+  end
+  return table.concat(out)
+end
+
+-- A sink for POST /files/base64: counts the decoded bytes without decoding them (a
+-- 4-character group is 3 bytes, less its '=' padding); keeps the first KEEP bytes'
+-- encoding. Pieces are counted: how the body came shows it was streamed.
+local function base64_sink()
+  local sink = file_sink()
+  local data, tail = sink.data, ""
+  function sink.data(piece)
+    local before = sink.bytes
+    data(piece)
+    if sink.bytes > before then tail = (tail .. piece):sub(-2) end
+  end
+  function sink.decoded()
+    local pad = select(2, tail:gsub("=", ""))
+    sink.bytes = sink.bytes // 4 * 3 - pad
+    return b64_decode(table.concat(sink.pieces):sub(1, (KEEP // 3 + 1) * 4))
+  end
+  return sink
+end
+
 -- POST /files: the multipart upload of one file, streamed.
-function files.upload(req)
+function files.upload(req, base64)
   local boundary = (req.headers["content-type"] or ""):match("^multipart/form%-data;.-boundary=\"?([^\";]+)")
   if not boundary then
     raise(400, "invalid_parameter", "Expected a multipart/form-data body", "Send the file in a form field named 'file'.")
   end
-  local sink = file_sink()
+  local sink = base64 and base64_sink() or file_sink()
   local ok, why = parse_multipart(req, boundary, sink)
   if not ok then raise(400, "invalid_parameter", "Malformed multipart body: " .. tostring(why), nil) end
   if not sink.file or not sink.file.filename or sink.file.filename == "" then
     raise(400, "missing_parameter", "Failed to find key: file", "Send the file in a form field named 'file'.")
   end
+  local content = base64 and sink.decoded() or table.concat(sink.pieces)
   local file_type = sink.file.type or "application/octet-stream"
   if not SUPPORTED[file_type] then
     raise(400, "invalid_file_type", "Unsupported file type: " .. file_type,
@@ -142,12 +186,14 @@ function files.upload(req)
     raise(413, "invalid_file_size", ("File of %d bytes is over the limit of %d bytes"):format(sink.bytes,
       state.config.max_upload_bytes), "Use the multipart upload (POST /files/uploads/initiate).")
   end
-  local content = table.concat(sink.pieces)
   local f = register(sink.file.filename, file_type, sink.bytes, sink.bytes <= KEEP and content or nil,
     content:sub(1, HEAD))
   return 200, json.object({ is_valid = true, file_id = f.file_id, file_uid = f.file_uid },
     { "is_valid", "file_id", "file_uid" })
 end
+
+-- POST /files/base64: the same form, the file part in base64 (decoded as it comes).
+function files.upload_base64(req) return files.upload(req, true) end
 
 -- ------------------------------------------------------------------ metadata, delete, download
 
@@ -197,8 +243,33 @@ local function need_upload(id)
   return upload
 end
 
--- POST /files/uploads/initiate: parts of state.config.part_size bytes, each with a
--- presigned PUT URL.
+-- The algorithm initiate names for an upload of `size` bytes: the toggle, or "none" past
+-- integrity_max_bytes (the fake's CRC is plain Lua: big uploads skip it).
+local function algorithm_for(size)
+  local cfg = state.config
+  return size <= cfg.integrity_max_bytes and cfg.integrity_algorithm or "none"
+end
+
+-- The JSON of one part, with a fresh presigned URL (url_ttl seconds; fractions allowed).
+local function part_json(upload, part)
+  local url, expires = storage.url("/_storage/" .. upload.id .. "/" .. part.number, state.config.url_ttl)
+  return json.object({ part_number = part.number, url = url, offset = part.offset, length = part.length,
+    expires_at = util.iso_time(expires) }, { "part_number", "url", "offset", "length", "expires_at" })
+end
+
+-- An open upload of this file name and size (what resume_if_started resumes), or nil.
+local function open_upload_of(filename, size)
+  local found
+  for _, u in pairs(state.uploads) do
+    if u.status == "open" and u.filename == filename and u.num_bytes == size
+        and (not found or u.serial > found.serial) then found = u end
+  end
+  return found
+end
+
+-- POST /files/uploads/initiate: parts of state.config.part_size bytes numbered from 0,
+-- each with a presigned PUT URL that expires; with resume_if_started, an open upload of
+-- the same name and size goes on (is_resume), listing only the parts not checkpointed.
 function files.initiate(req)
   local body = parse_json_body(req)
   local size = math.tointeger(body.num_bytes)
@@ -206,42 +277,136 @@ function files.initiate(req)
     raise(400, "missing_parameter", "Failed to find key: filename", nil)
   end
   if not size or size < 1 then raise(400, "invalid_parameter", "num_bytes must be a positive integer", nil) end
-  local id, part_size = "upl_" .. util.random_alnum(20), state.config.part_size
-  local upload = { id = id, filename = body.filename, num_bytes = size, parts = {}, status = "open",
-    file_type = type(body.file_type) == "string" and body.file_type or "application/octet-stream" }
-  local parts = json.array({})
-  for n = 1, (size + part_size - 1) // part_size do
-    local offset = (n - 1) * part_size
-    local part = { offset = offset, length = math.min(part_size, size - offset) }
-    upload.parts[n] = part
-    parts[n] = json.object({ part_number = n, url = storage.url("/_storage/" .. id .. "/" .. n, state.config.url_ttl),
-      offset = offset, length = part.length }, { "part_number", "url", "offset", "length" })
+  local upload = body.resume_if_started == true and open_upload_of(body.filename, size)
+  local is_resume = upload and true or false
+  if not upload then
+    local id, part_size = "upl_" .. util.random_alnum(20), state.config.part_size
+    state.upload_serial = (state.upload_serial or 0) + 1
+    upload = { id = id, filename = body.filename, num_bytes = size, parts = {}, status = "open",
+      serial = state.upload_serial, algorithm = algorithm_for(size), initiates = 0, url_calls = 0,
+      refreshes = 0, checkpoint_calls = 0, file_uid = "fil_" .. util.random_alnum(20),
+      file_type = type(body.file_type) == "string" and body.file_type or "application/octet-stream" }
+    for n = 1, (size + part_size - 1) // part_size do
+      local offset = (n - 1) * part_size
+      upload.parts[n] = { number = n - 1, offset = offset, length = math.min(part_size, size - offset) }
+    end
+    state.uploads[id] = upload
   end
-  state.uploads[id] = upload
-  upload.file_uid = "fil_" .. util.random_alnum(20)
-  return 200, json.object({ upload_id = id, file_uid = upload.file_uid, strategy = "multipart",
-    num_parts = #parts, part_size = part_size, parts = parts,
+  upload.initiates = upload.initiates + 1
+  local parts = json.array({})
+  for _, part in ipairs(upload.parts) do
+    if not part.checkpointed then parts[#parts + 1] = part_json(upload, part) end
+  end
+  return 200, json.object({ upload_id = upload.id, file_uid = upload.file_uid, file_name = upload.filename,
+    strategy = "multipart", total_bytes = size, num_parts = #upload.parts, part_size = state.config.part_size,
+    is_resume = is_resume, integrity_algorithm = upload.algorithm, parts = parts,
     expires_at = util.iso_time(socket.gettime() + state.config.url_ttl) },
-    { "upload_id", "file_uid", "strategy", "num_parts", "part_size", "parts", "expires_at" })
+    { "upload_id", "file_uid", "file_name", "strategy", "total_bytes", "num_parts", "part_size", "is_resume",
+      "integrity_algorithm", "parts", "expires_at" })
 end
 
--- The token of a part as sent: with or without the ETag's quotes.
-local function token_matches(part, token)
-  return type(token) == "string" and part.etag ~= nil and (token == part.etag or '"' .. token .. '"' == part.etag)
+-- The part numbered n (from 0) of an upload, or nil.
+local function part_of(upload, n)
+  n = math.tointeger(n)
+  return n and upload.parts[n + 1]
 end
 
--- POST /files/uploads/{id}/complete: every part, each with its ETag.
+-- POST /files/uploads/{id}/parts/urls {part_numbers}: fresh URLs, same order.
+function files.part_urls(req, id)
+  local upload = need_upload(id)
+  local body = parse_json_body(req)
+  if not json.is_array(body.part_numbers) or #body.part_numbers == 0 then
+    raise(400, "invalid_parameter", "part_numbers must be a non-empty array", nil)
+  end
+  local out = json.array({})
+  for i, n in ipairs(body.part_numbers) do
+    local part = part_of(upload, n)
+    if not part then raise(400, "invalid_parameter", "no part " .. tostring(n), nil) end
+    out[i] = part_json(upload, part)
+    part.refreshes = (part.refreshes or 0) + 1
+    upload.refreshes = upload.refreshes + 1
+  end
+  upload.url_calls = upload.url_calls + 1
+  return 200, json.object({ parts = out }, { "parts" })
+end
+
+-- Kills the process the specs named (config kill_pid) once kill_after_checkpoints
+-- parts of any upload are checkpointed: an upload interrupted without a chance to
+-- clean up, for the resume specs.
+local function maybe_kill(upload)
+  local cfg, n = state.config, 0
+  if cfg.kill_pid <= 0 then return end
+  for _, part in ipairs(upload.parts) do if part.checkpointed then n = n + 1 end end
+  if n >= cfg.kill_after_checkpoints then
+    os.execute(("kill -9 %d 2>/dev/null"):format(cfg.kill_pid))
+    cfg.kill_pid = 0
+  end
+end
+
+-- POST /files/uploads/{id}/parts/checkpoint {parts: [{part_number, part_token}]}.
+function files.checkpoint(req, id)
+  local upload = need_upload(id)
+  local body = parse_json_body(req)
+  if not json.is_array(body.parts) then raise(400, "invalid_parameter", "parts must be an array", nil) end
+  for _, p in ipairs(body.parts) do
+    local part = json.is_object(p) and part_of(upload, p.part_number)
+    if not part or part.etag == nil or p.part_token ~= part.etag then
+      raise(400, "invalid_parameter", "part " .. tostring(json.is_object(p) and p.part_number)
+        .. ": missing, not uploaded or wrong part_token (the ETag, quotes included)", nil)
+    end
+  end
+  for _, p in ipairs(body.parts) do part_of(upload, p.part_number).checkpointed = true end
+  upload.checkpoint_calls = upload.checkpoint_calls + 1
+  maybe_kill(upload)
+  return 200, json.object({ num_checkpointed = #body.parts }, { "num_checkpointed" })
+end
+
+-- The whole file's CRC-32C from its parts' (all must have one).
+local function upload_crc(upload)
+  local crc
+  for _, part in ipairs(upload.parts) do
+    crc = crc and crc32c.combine(crc, part.crc, part.length) or part.crc
+  end
+  return crc
+end
+
+-- POST /files/uploads/{id}/complete: the parts not checkpointed, each with its ETag byte
+-- for byte (a checkpointed part repeated is refused), and an optional
+-- integrity_checksum, checked against the parts' CRC-32C (400 integrity_mismatch, the
+-- file Corrupt).
 function files.complete(req, id)
   local upload = need_upload(id)
   local body = parse_json_body(req)
-  if not json.is_array(body.parts) or #body.parts ~= #upload.parts then
-    raise(400, "invalid_parameter", ("parts must list all %d parts"):format(#upload.parts), nil)
-  end
+  if not json.is_array(body.parts) then raise(400, "invalid_parameter", "parts must be an array", nil) end
+  local listed = {}
   for _, p in ipairs(body.parts) do
-    local part = json.is_object(p) and upload.parts[math.tointeger(p.part_number) or 0]
-    if not part or not token_matches(part, p.part_token) then
+    local part = json.is_object(p) and part_of(upload, p.part_number)
+    if not part or part.etag == nil or p.part_token ~= part.etag or listed[part] then
       raise(400, "invalid_parameter", "part " .. tostring(json.is_object(p) and p.part_number)
-        .. ": missing, not uploaded or wrong part_token", nil)
+        .. ": missing, not uploaded or wrong part_token (the ETag, quotes included)", nil)
+    end
+    if part.checkpointed then
+      raise(400, "invalid_parameter", ("part %d was checkpointed: complete lists only the others"):format(part.number), nil)
+    end
+    listed[part] = true
+  end
+  for _, part in ipairs(upload.parts) do
+    if not listed[part] and not part.checkpointed then
+      raise(400, "invalid_parameter", ("part %d is neither checkpointed nor listed"):format(part.number), nil)
+    end
+  end
+  local checksum = body.integrity_checksum
+  if checksum ~= nil then
+    if upload.algorithm == "none" then
+      raise(400, "invalid_parameter", "integrity_checksum given, but the upload's integrity_algorithm is none", nil)
+    end
+    upload.checksum = checksum
+    if checksum ~= crc32c.base64(upload_crc(upload)) then
+      upload.status = "corrupt"
+      local f = register(upload.filename, upload.file_type, upload.num_bytes, nil, upload.parts[1].head)
+      f.file_status = "Corrupt"
+      raise(400, "integrity_mismatch", "Integrity check failed: the crc32c checksum does not match the parts received",
+        "Upload the file again.")
     end
   end
   upload.status = "completed"
@@ -252,16 +417,16 @@ function files.complete(req, id)
     { "file_uid", "file_name", "file_status", "num_bytes", "file_attributes" })
 end
 
--- POST /files/uploads/{id}/abort
+-- POST /files/uploads/{id}/abort: an empty body (409 once completed).
 function files.abort(_, id)
   local upload = need_upload(id)
   upload.status = "aborted"
-  return 200, json.object({ upload_id = id, status = "aborted" }, { "upload_id", "status" })
+  return 200, json.raw("")
 end
 
 -- Whether the request's body is streamed to its handler: POST /files.
 function files.streams(req)
-  return req.method == "POST" and req.path == "/v0.5/files"
+  return req.method == "POST" and (req.path == "/v0.5/files" or req.path == "/v0.5/files/base64")
 end
 
 return files

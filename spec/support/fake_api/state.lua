@@ -36,7 +36,12 @@ local state = {
 function state.default_config()
   return { full_write_bodies = false, ignore_offset = false, page_total_lies = 0,
     part_size = 5 * 1024 * 1024,       -- bytes per part of a multipart upload
-    url_ttl = 3600,                    -- seconds a presigned URL is valid
+    url_ttl = 3600,                    -- seconds a presigned URL is valid (fractions allowed)
+    integrity_algorithm = "crc32c",    -- what initiate names (for uploads up to:)
+    integrity_max_bytes = 8 * 1024 * 1024, -- larger uploads get "none" (the CRC is plain Lua)
+    corrupt_next_part = false,         -- the next part PUT gets a wrong CRC (a mismatch at complete)
+    kill_pid = 0,                      -- SIGKILL this process once kill_after_checkpoints
+    kill_after_checkpoints = 0,        --   parts of an upload are checkpointed (resume specs)
     expired_listings = 0,              -- next N output pages: URLs already expired
     stale_listings = 0,                -- the same, with expires_at in the past too
     max_upload_bytes = 255000000 }     -- POST /files refuses more (413)

@@ -2,7 +2,7 @@
   fake_api/storage.lua -- the cloud storage behind presigned URLs, on the same loopback
   server, outside /v0.5 and without the API key:
 
-    PUT /_storage/<upload_id>/<part_number>?X-Amz-Expires=<epoch>&X-Amz-Signature=<sig>
+    PUT /_storage/<upload_id>/<part_number>?X-Amz-Expires=<epoch.ms>&X-Amz-Signature=<sig>
         one part of a multipart upload (files.lua starts them), streamed: counted and
         its first bytes kept, never the part; answers an ETag
     GET /_blob/<key>?X-Amz-Expires=<epoch>&X-Amz-Signature=<sig>
@@ -23,6 +23,7 @@ local json = require("fake_api.json")
 local blob = require("fake_api.blob")
 local state = require("fake_api.state")
 local util = require("fake_api.util")
+local crc32c = require("fake_api.crc32c")
 
 local now = socket.gettime
 
@@ -36,11 +37,12 @@ local function sign(path, expires)
   return util.fnv1a(SECRET .. "|" .. path .. "|" .. expires)
 end
 
--- A presigned URL for `path`, valid for `ttl` seconds (negative: already expired).
+-- A presigned URL for `path`, valid for `ttl` seconds (negative: already expired;
+-- fractions allowed: the expiry is kept to the millisecond).
 function storage.url(path, ttl)
-  local expires = math.floor(now() + ttl)
-  return ("http://127.0.0.1:%d%s?X-Amz-Expires=%d&X-Amz-Signature=%s"):format(state.port, path,
-    expires, sign(path, expires)), expires
+  local expires = ("%.3f"):format(now() + ttl)
+  return ("http://127.0.0.1:%d%s?X-Amz-Expires=%s&X-Amz-Signature=%s"):format(state.port, path,
+    expires, sign(path, expires)), tonumber(expires)
 end
 
 -- An S3-like error: status and XML body.
@@ -51,8 +53,9 @@ end
 
 -- nil when the request's signature is good and unexpired, else the 403 to answer.
 local function check_signature(req)
-  local expires = tonumber(req.params["X-Amz-Expires"] or "")
-  if not expires or req.params["X-Amz-Signature"] ~= sign(req.path, math.floor(expires)) then
+  local text = req.params["X-Amz-Expires"] or ""
+  local expires = tonumber(text)
+  if not expires or req.params["X-Amz-Signature"] ~= sign(req.path, text) then
     return s3_error(403, "SignatureDoesNotMatch", "The request signature we calculated does not match")
   end
   if expires < now() then return s3_error(403, "AccessDenied", "Request has expired") end
@@ -99,15 +102,17 @@ end
 
 -- ------------------------------------------------------------------ parts (uploads)
 
--- PUT /_storage/<upload_id>/<n>: reads the part's bytes (keeping the first few),
--- checks their count and answers its ETag.
+-- PUT /_storage/<upload_id>/<n>: reads the part's bytes (keeping the first few, and
+-- their CRC-32C when the upload has integrity on), checks their count and answers its
+-- ETag. The toggle corrupt_next_part spoils the CRC of the next part received, as if
+-- its bytes had changed on the way.
 local function put_part(req, upload_id, n)
   local upload = state.uploads[upload_id]
-  local part = upload and upload.parts[tonumber(n)]
+  local part = upload and upload.parts[tonumber(n) + 1]
   if not part or upload.status ~= "open" then
     return s3_error(404, "NoSuchUpload", "The specified upload does not exist.")
   end
-  local head = {}
+  local head, crc = {}, upload.algorithm == "crc32c" and 0 or nil
   while true do
     local piece, err = req.reader()
     if not piece then
@@ -115,12 +120,17 @@ local function put_part(req, upload_id, n)
       break
     end
     if #head < HEAD_KEEP then head[#head + 1] = piece:sub(1, HEAD_KEEP) end
+    if crc then crc = crc32c.update(crc, piece) end
     state.stats.storage.bytes_in = state.stats.storage.bytes_in + #piece
   end
   if req.bytes ~= part.length then
     return s3_error(400, "IncompleteBody", ("got %d bytes, the part has %d"):format(req.bytes, part.length))
   end
+  if crc and state.config.corrupt_next_part then
+    state.config.corrupt_next_part, crc = false, crc ~ 1
+  end
   part.etag = '"' .. util.random_alnum(16) .. '"'
+  part.crc = crc
   part.head = table.concat(head):sub(1, HEAD_KEEP)
   part.puts = (part.puts or 0) + 1
   return { status = 200, headers = { ETag = part.etag }, body = "" }
