@@ -16,9 +16,16 @@
 #                         prints a per-version summary and fails if any failed
 #   make test-nvim        atai inside headless Neovim (LuaJIT build), and a
 #                         lua5.4 build refused there with a clear message
-#   make rock-check       for each rockspec: luarocks lint + luarocks make into a
-#                         throw-away tree, then loads atai from that tree under
-#                         lua5.4 and runs the tree's bin/atai version
+#   make rock-check       atai-scm-1.rockspec: luarocks lint + luarocks make into
+#                         a throw-away tree, then loads atai from that tree under
+#                         lua5.4 and runs the tree's bin/atai version; then the
+#                         same for the release rock (make dist of ATAI_VERSION),
+#                         installed offline with luarocks install
+#   make dist VERSION=x.y.z  the release files into dist/: atai-x.y.z.tar.gz
+#                         (git archive of HEAD), atai-x.y.z-1.rockspec (made
+#                         from atai-scm-1.rockspec), atai-x.y.z-1.src.rock and
+#                         SHA256SUMS; fails unless x.y.z is ATAI_VERSION of
+#                         src/atai.h, the one place the version lives
 #   make install          Lua files to $(PREFIX)/share/lua/<ver>, core.so to
 #                         $(PREFIX)/lib/lua/<ver>/atai, bin/atai to $(PREFIX)/bin
 #                         (shebang: the chosen LUA); PREFIX=/usr/local, DESTDIR=
@@ -64,7 +71,9 @@ BUSTED      = $(BUSTED_ENV) $(BUSTED_RUN)
 LUAS       := lua5.1 lua5.2 lua5.3 lua5.4 luajit
 FAKE_PORT    ?= 0
 FAKE_LATENCY ?= 0
-ROCKSPECS  := atai-scm-1.rockspec atai-0.2.0-1.rockspec
+ROCKSPECS  := atai-scm-1.rockspec
+# The version of atai: ATAI_VERSION in src/atai.h, nowhere else.
+ATAI_VERSION := $(shell sed -n 's/^\#define ATAI_VERSION "\(.*\)"$$/\1/p' src/atai.h)
 
 # Install layout: the Lua version (5.1 for LuaJIT) names the folders.
 PREFIX     ?= /usr/local
@@ -76,7 +85,7 @@ INST_LUA    = $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VER)
 INST_LIB    = $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VER)
 INST_BIN    = $(DESTDIR)$(PREFIX)/bin
 
-.PHONY: all deps test demo fake-server memcheck test-all test-nvim rock-check bench clean install uninstall env
+.PHONY: all deps test demo fake-server memcheck test-all test-nvim rock-check dist bench clean install uninstall env
 
 all: $(SO) $(HOST)
 
@@ -125,6 +134,12 @@ test-nvim:
 rock-check:
 	@$(MAKE) --no-print-directory deps LUA=lua5.4 DEPS_EXTRA=luarocks
 	@for r in $(ROCKSPECS); do sh scripts/rock_check.sh $$r 5.4 || exit 1; done
+	@$(MAKE) --no-print-directory dist VERSION=$(ATAI_VERSION)
+	@sh scripts/rock_check.sh dist/atai-$(ATAI_VERSION)-1.src.rock 5.4
+
+dist:
+	@$(MAKE) --no-print-directory deps LUA=lua5.4 DEPS_EXTRA=luarocks
+	@sh scripts/dist.sh '$(VERSION)'
 
 # Every file under lua/ keeps its place below share/lua/<ver> (atai/init.lua
 # is found through ?/init.lua, on every Lua's default path).
@@ -205,4 +220,4 @@ fuzz:
 	@sh scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(SYMBOLIZER) $(FUZZERS)
 
 clean:
-	rm -rf build
+	rm -rf build dist
