@@ -30,6 +30,10 @@
 #                         $(PREFIX)/lib/lua/<ver>/atai, bin/atai to $(PREFIX)/bin
 #                         (shebang: the chosen LUA); PREFIX=/usr/local, DESTDIR=
 #   make uninstall        removes what make install put there
+#   make docs             regenerates doc/reference.md from lua/atai/types.lua
+#                         and atai.config.OPTIONS (scripts/gen_reference.lua)
+#   make docs-check       fails when the committed doc/reference.md differs
+#                         from a fresh generation
 #   make env              prints `export LUA_PATH=...; export LUA_CPATH=...;
 #                         export PATH=...` for using this checkout in place:
 #                         eval "$$(make -s env)"
@@ -85,7 +89,7 @@ INST_LUA    = $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VER)
 INST_LIB    = $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VER)
 INST_BIN    = $(DESTDIR)$(PREFIX)/bin
 
-.PHONY: all deps test demo fake-server memcheck test-all test-nvim rock-check dist bench clean install uninstall env
+.PHONY: all deps test demo fake-server memcheck test-all test-nvim rock-check dist docs docs-check doctest bench clean install uninstall env
 
 all: $(SO) $(HOST)
 
@@ -140,6 +144,24 @@ rock-check:
 dist:
 	@$(MAKE) --no-print-directory deps LUA=lua5.4 DEPS_EXTRA=luarocks
 	@sh scripts/dist.sh '$(VERSION)'
+
+# The reference is generated under lua5.4 with this checkout's atai.core
+# (atai.config, which holds OPTIONS, loads it).
+GEN_REFERENCE = LUA_CPATH='build/lua5.4/?.so;;' lua5.4 scripts/gen_reference.lua
+
+docs:
+	@$(MAKE) --no-print-directory deps LUA=lua5.4
+	@$(MAKE) -s --no-print-directory build/lua5.4/atai/core.so LUA=lua5.4 >&2
+	@mkdir -p doc
+	@$(GEN_REFERENCE) doc/reference.md
+	@echo "docs: doc/reference.md generated"
+
+docs-check:
+	@$(MAKE) --no-print-directory deps LUA=lua5.4
+	@$(MAKE) -s --no-print-directory build/lua5.4/atai/core.so LUA=lua5.4 >&2
+	@tmp=$$(mktemp); trap 'rm -f "$$tmp"' EXIT; $(GEN_REFERENCE) "$$tmp" && \
+	if diff -u doc/reference.md "$$tmp"; then echo "docs-check: doc/reference.md is up to date"; \
+	else echo "docs-check: doc/reference.md differs from a fresh generation: run make docs and commit it" >&2; exit 1; fi
 
 # Every file under lua/ keeps its place below share/lua/<ver> (atai/init.lua
 # is found through ?/init.lua, on every Lua's default path).
