@@ -34,6 +34,11 @@
 #                         and atai.config.OPTIONS (scripts/gen_reference.lua)
 #   make docs-check       fails when the committed doc/reference.md differs
 #                         from a fresh generation
+#   make doctest          runs every lua and sh block of README.md and doc/*.md
+#                         and every examples/*.lua script (the command its
+#                         header shows) against the fake API server
+#                         (scripts/doctest.lua: prelude, skip markers); ends
+#                         with "doctest: N blocks ran, M not run"
 #   make env              prints `export LUA_PATH=...; export LUA_CPATH=...;
 #                         export PATH=...` for using this checkout in place:
 #                         eval "$$(make -s env)"
@@ -162,6 +167,11 @@ docs-check:
 	@tmp=$$(mktemp); trap 'rm -f "$$tmp"' EXIT; $(GEN_REFERENCE) "$$tmp" && \
 	if diff -u doc/reference.md "$$tmp"; then echo "docs-check: doc/reference.md is up to date"; \
 	else echo "docs-check: doc/reference.md differs from a fresh generation: run make docs and commit it" >&2; exit 1; fi
+
+doctest:
+	@$(MAKE) --no-print-directory deps LUA=lua5.4
+	@$(MAKE) -s --no-print-directory build/lua5.4/atai/core.so LUA=lua5.4 >&2
+	@lua5.4 scripts/doctest.lua $(DOCTEST_ARGS)
 
 # Every file under lua/ keeps its place below share/lua/<ver> (atai/init.lua
 # is found through ?/init.lua, on every Lua's default path).
