@@ -5,9 +5,11 @@
 #   make test             the busted suite under $(LUA) (default lua5.4)
 #   make demo             examples/get_job.lua against the fake API server
 #   make fake-server      the fake API in the foreground, to try atai by hand:
-#                         prints its port, key, an export line to paste and
-#                         the job ids it serves (FAKE_PORT, default 0 = any;
-#                         FAKE_LATENCY = ms added to every response); Ctrl-C stops
+#                         prints its port, key, one line to paste (the
+#                         endpoint and key, and make env's LUA_PATH,
+#                         LUA_CPATH and PATH) and the job ids it serves
+#                         (FAKE_PORT, default 0 = any; FAKE_LATENCY = ms
+#                         added to every response); Ctrl-C stops
 #   make memcheck         the suite under valgrind (but spec/cli_spec.lua: its
 #                         work is in subprocesses that valgrind does not watch),
 #                         its big uploads and downloads at ATAI_TEST_BIG_MB=4 MiB
@@ -58,7 +60,8 @@
 # prints the apt-get line to run.
 #
 # Variables: CC, CFLAGS (default -O2 -g), LUA, BUSTED_ARGS (extra busted args),
-# FAKE_PORT and FAKE_LATENCY (make fake-server), PREFIX and DESTDIR (install,
+# FAKE_PORT and FAKE_LATENCY (make fake-server), VERSION (make dist),
+# DOCTEST_ARGS (make doctest: -v, or the files to run), PREFIX and DESTDIR (install,
 # uninstall).
 # FUZZ_SECONDS, CLANG_VERSION (14: clang-14, libclang-rt-14-dev).
 
@@ -118,10 +121,14 @@ demo: deps
 	@$(MAKE) --no-print-directory $(SO)
 	@sh scripts/demo.sh $(LUA) $(BUILD)
 
+# The line it prints to paste also sets LUA_PATH, LUA_CPATH and PATH for
+# this checkout (make env), so that examples/, bin/atai and README's
+# snippets run in the shell it is pasted into.
 fake-server:
 	@$(MAKE) --no-print-directory deps LUA=lua5.4
 	@lua5.4 spec/support/fake_api.lua --user --port $(FAKE_PORT) \
-	  --latency $(FAKE_LATENCY) --ttl 86400 --idle 86400
+	  --latency $(FAKE_LATENCY) --ttl 86400 --idle 86400 \
+	  --paste-also "$$($(MAKE) -s --no-print-directory env LUA=lua5.4)"
 
 memcheck:
 	@$(MAKE) --no-print-directory deps DEPS_EXTRA=valgrind
@@ -168,9 +175,12 @@ docs-check:
 	if diff -u doc/reference.md "$$tmp"; then echo "docs-check: doc/reference.md is up to date"; \
 	else echo "docs-check: doc/reference.md differs from a fresh generation: run make docs and commit it" >&2; exit 1; fi
 
+# lua5.4 runs the blocks and examples; the LuaJIT build is for the Neovim
+# example, which runs in headless Neovim.
 doctest:
-	@$(MAKE) --no-print-directory deps LUA=lua5.4
+	@$(MAKE) --no-print-directory deps LUA=luajit DEPS_EXTRA=neovim
 	@$(MAKE) -s --no-print-directory build/lua5.4/atai/core.so LUA=lua5.4 >&2
+	@$(MAKE) -s --no-print-directory build/luajit/atai/core.so LUA=luajit >&2
 	@lua5.4 scripts/doctest.lua $(DOCTEST_ARGS)
 
 # Every file under lua/ keeps its place below share/lua/<ver> (atai/init.lua

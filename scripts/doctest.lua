@@ -16,7 +16,9 @@
 -- examples/..., bin/atai, build/... work as from the root), and the files
 -- the snippets use as the user's own: volve_inference.csv, normal.csv and
 -- anomaly.csv (small sensor CSVs) and job.json (a job spec on
--- volve_inference.csv). A block stops at 60 seconds.
+-- volve_inference.csv). TMPDIR is a fresh folder too, and POLL_INTERVAL
+-- (read by the examples that wait for a job) is 0.1 s. A block stops at
+-- 60 seconds.
 --
 -- The prelude of a `lua` block (run by lua5.4 before it, so a snippet may
 -- use them without defining them):
@@ -166,7 +168,8 @@ local function environment(srv, tmp)
     LUA_PATH = ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;;",
     LUA_CPATH = ROOT .. "/build/lua5.4/?.so;;",
     PATH = ROOT .. "/bin:" .. os.getenv("PATH"),
-    DOCTEST_TMP = tmp,
+    POLL_INTERVAL = "0.1", -- the examples' pause between polls of a job (default: seconds)
+    TMPDIR = tmp,
     NO_COLOR = "1",
   }
   local names = {}
