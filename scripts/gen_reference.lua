@@ -20,7 +20,7 @@
 -- Var:name(...)`/`function Var.name(...)`, and `mod.name = Var.name
 -- --[[@as type]]` (a module-level twin of a method).
 
-local TYPES = "lua/atai/types.lua"
+local TYPES = arg[2] or "lua/atai/types.lua" -- a second argument: another annotations file (to try the parser)
 
 package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
 

@@ -15,7 +15,10 @@ end
 
 local release_path, release_dir = generate_release_rockspec()
 local release_version = release_path:match("atai%-(%d+%.%d+%.%d+)%-1%.rockspec$")
-teardown(function() os.execute(("rm -rf '%s'"):format(release_dir)) end)
+teardown(function()
+  os.remove(release_path)
+  os.remove(release_dir) -- empty by now (remove() takes empty folders too)
+end)
 
 -- Each rockspec: its version and where its source comes from.
 local ROCKSPECS = {
