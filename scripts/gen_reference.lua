@@ -437,7 +437,7 @@ local text = generate(model, config.OPTIONS)
 -- A function of the atai module without an annotation would be missing
 -- from the reference: say so (types.lua is where it must be added).
 local loaded, atai = pcall(require, "atai")
-if loaded then
+if loaded and not arg[2] then
   local documented = {}
   for _, fn in ipairs(model.functions) do if fn.owner == "atai" then documented[fn.name] = true end end
   for _, t in ipairs(model.twins) do if t.owner == "atai" then documented[t.name] = true end end
