@@ -5,9 +5,11 @@
 #   make test             the busted suite under $(LUA) (default lua5.4)
 #   make demo             examples/get_job.lua against the fake API server
 #   make fake-server      the fake API in the foreground, to try atai by hand:
-#                         prints its port, key, an export line to paste and
-#                         the job ids it serves (FAKE_PORT, default 0 = any;
-#                         FAKE_LATENCY = ms added to every response); Ctrl-C stops
+#                         prints its port, key, one line to paste (the
+#                         endpoint and key, and make env's LUA_PATH,
+#                         LUA_CPATH and PATH) and the job ids it serves
+#                         (FAKE_PORT, default 0 = any; FAKE_LATENCY = ms
+#                         added to every response); Ctrl-C stops
 #   make memcheck         the suite under valgrind (but spec/cli_spec.lua: part
 #                         of its work is in subprocesses that valgrind does not
 #                         watch, and it compares request times),
@@ -17,9 +19,16 @@
 #                         prints a per-version summary and fails if any failed
 #   make test-nvim        atai inside headless Neovim (LuaJIT build), and a
 #                         lua5.4 build refused there with a clear message
-#   make rock-check       for each rockspec: luarocks lint + luarocks make into a
-#                         throw-away tree, then loads atai from that tree under
-#                         lua5.4 and runs the tree's bin/atai version
+#   make rock-check       atai-scm-1.rockspec: luarocks lint + luarocks make into
+#                         a throw-away tree, then loads atai from that tree under
+#                         lua5.4 and runs the tree's bin/atai version; then the
+#                         same for the release rock (make dist of ATAI_VERSION),
+#                         installed offline with luarocks install
+#   make dist VERSION=x.y.z  the release files into dist/: atai-x.y.z.tar.gz
+#                         (git archive of HEAD), atai-x.y.z-1.rockspec (made
+#                         from atai-scm-1.rockspec), atai-x.y.z-1.src.rock and
+#                         SHA256SUMS; fails unless x.y.z is ATAI_VERSION of
+#                         src/atai.h, the one place the version lives
 #   make install          Lua files to $(PREFIX)/share/lua/<ver>, core.so to
 #                         $(PREFIX)/lib/lua/<ver>/atai, bin/atai to $(PREFIX)/bin
 #                         (shebang: the chosen LUA), man/atai.1 to
@@ -28,6 +37,15 @@
 #   make uninstall        removes what make install put there
 #   make man              regenerates man/atai.1 from the CLI's help data
 #   make lint             luacheck (.luacheckrc) over lua/atai/cli/ and bin/atai
+#   make docs             regenerates doc/reference.md from lua/atai/types.lua
+#                         and atai.config.OPTIONS (scripts/gen_reference.lua)
+#   make docs-check       fails when the committed doc/reference.md differs
+#                         from a fresh generation
+#   make doctest          runs every lua and sh block of README.md and doc/*.md
+#                         and every examples/*.lua script (the command its
+#                         header shows) against the fake API server
+#                         (scripts/doctest.lua: prelude, skip markers); ends
+#                         with "doctest: N blocks ran, M not run"
 #   make env              prints `export LUA_PATH=...; export LUA_CPATH=...;
 #                         export PATH=...` for using this checkout in place:
 #                         eval "$$(make -s env)"
@@ -47,7 +65,8 @@
 # prints the apt-get line to run.
 #
 # Variables: CC, CFLAGS (default -O2 -g), LUA, BUSTED_ARGS (extra busted args),
-# FAKE_PORT and FAKE_LATENCY (make fake-server), PREFIX and DESTDIR (install,
+# FAKE_PORT and FAKE_LATENCY (make fake-server), VERSION (make dist),
+# DOCTEST_ARGS (make doctest: -v, or the files to run), PREFIX and DESTDIR (install,
 # uninstall).
 # FUZZ_SECONDS, CLANG_VERSION (14: clang-14, libclang-rt-14-dev).
 
@@ -69,7 +88,9 @@ BUSTED      = $(BUSTED_ENV) $(BUSTED_RUN)
 LUAS       := lua5.1 lua5.2 lua5.3 lua5.4 luajit
 FAKE_PORT    ?= 0
 FAKE_LATENCY ?= 0
-ROCKSPECS  := atai-scm-1.rockspec atai-0.2.0-1.rockspec
+ROCKSPECS  := atai-scm-1.rockspec
+# The version of atai: ATAI_VERSION in src/atai.h, nowhere else.
+ATAI_VERSION := $(shell sed -n 's/^\#define ATAI_VERSION "\(.*\)"$$/\1/p' src/atai.h)
 
 # Install layout: the Lua version (5.1 for LuaJIT) names the folders.
 PREFIX     ?= /usr/local
@@ -83,7 +104,7 @@ INST_BIN    = $(DESTDIR)$(PREFIX)/bin
 INST_MAN    = $(DESTDIR)$(PREFIX)/share/man/man1
 MAN_PAGE   := man/atai.1
 
-.PHONY: all deps test demo fake-server memcheck test-all test-nvim rock-check bench clean install uninstall env man lint
+.PHONY: all deps test demo fake-server memcheck test-all test-nvim rock-check dist docs docs-check doctest bench clean install uninstall env man lint
 
 all: $(SO) $(HOST)
 
@@ -107,10 +128,14 @@ demo: deps
 	@$(MAKE) --no-print-directory $(SO)
 	@sh scripts/demo.sh $(LUA) $(BUILD)
 
+# The line it prints to paste also sets LUA_PATH, LUA_CPATH and PATH for
+# this checkout (make env), so that examples/, bin/atai and README's
+# snippets run in the shell it is pasted into.
 fake-server:
 	@$(MAKE) --no-print-directory deps LUA=lua5.4
 	@lua5.4 spec/support/fake_api.lua --user --port $(FAKE_PORT) \
-	  --latency $(FAKE_LATENCY) --ttl 86400 --idle 86400
+	  --latency $(FAKE_LATENCY) --ttl 86400 --idle 86400 \
+	  --paste-also "$$($(MAKE) -s --no-print-directory env LUA=lua5.4)"
 
 memcheck:
 	@$(MAKE) --no-print-directory deps DEPS_EXTRA=valgrind
@@ -132,6 +157,38 @@ test-nvim:
 rock-check:
 	@$(MAKE) --no-print-directory deps LUA=lua5.4 DEPS_EXTRA=luarocks
 	@for r in $(ROCKSPECS); do sh scripts/rock_check.sh $$r 5.4 || exit 1; done
+	@$(MAKE) --no-print-directory dist VERSION=$(ATAI_VERSION)
+	@sh scripts/rock_check.sh dist/atai-$(ATAI_VERSION)-1.src.rock 5.4
+
+dist:
+	@$(MAKE) --no-print-directory deps LUA=lua5.4 DEPS_EXTRA=luarocks
+	@sh scripts/dist.sh '$(VERSION)'
+
+# The reference is generated under lua5.4 with this checkout's atai.core
+# (atai.config, which holds OPTIONS, loads it).
+GEN_REFERENCE = LUA_CPATH='build/lua5.4/?.so;;' lua5.4 scripts/gen_reference.lua
+
+docs:
+	@$(MAKE) --no-print-directory deps LUA=lua5.4
+	@$(MAKE) -s --no-print-directory build/lua5.4/atai/core.so LUA=lua5.4 >&2
+	@mkdir -p doc
+	@$(GEN_REFERENCE) doc/reference.md
+	@echo "docs: doc/reference.md generated"
+
+docs-check:
+	@$(MAKE) --no-print-directory deps LUA=lua5.4
+	@$(MAKE) -s --no-print-directory build/lua5.4/atai/core.so LUA=lua5.4 >&2
+	@tmp=$$(mktemp); trap 'rm -f "$$tmp"' EXIT; $(GEN_REFERENCE) "$$tmp" && \
+	if diff -u doc/reference.md "$$tmp"; then echo "docs-check: doc/reference.md is up to date"; \
+	else echo "docs-check: doc/reference.md differs from a fresh generation: run make docs and commit it" >&2; exit 1; fi
+
+# lua5.4 runs the blocks and examples; the LuaJIT build is for the Neovim
+# example, which runs in headless Neovim.
+doctest:
+	@$(MAKE) --no-print-directory deps LUA=luajit DEPS_EXTRA=neovim
+	@$(MAKE) -s --no-print-directory build/lua5.4/atai/core.so LUA=lua5.4 >&2
+	@$(MAKE) -s --no-print-directory build/luajit/atai/core.so LUA=luajit >&2
+	@lua5.4 scripts/doctest.lua $(DOCTEST_ARGS)
 
 # Every file under lua/ keeps its place below share/lua/<ver> (atai/init.lua
 # is found through ?/init.lua, on every Lua's default path).
@@ -232,4 +289,4 @@ fuzz:
 	@sh scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(SYMBOLIZER) $(FUZZERS)
 
 clean:
-	rm -rf build
+	rm -rf build dist

@@ -1,9 +1,10 @@
 -- atai-scm-1.rockspec: LuaRocks build of the atai client (C module atai.core
 -- on libcurl + lua-cjson, the pure-Lua modules under lua/, and the atai
--- command). atai-0.2.0-1.rockspec is the same for the 0.2.0 release.
+-- command) from a checkout. A release's rockspec, atai-X.Y.Z-1.rockspec, is
+-- generated from this one by `make dist VERSION=X.Y.Z` (scripts/dist.sh):
+-- only its header, version and source differ.
 --
 --   luarocks make atai-scm-1.rockspec            (from a checkout)
---   luarocks install atai                        (from a rock server)
 --
 -- libcurl is found by its library (libcurl.so) under /usr/local, /usr or /;
 -- for another prefix pass CURL_DIR=... or CURL_INCDIR=... CURL_LIBDIR=...

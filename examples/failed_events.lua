@@ -1,7 +1,14 @@
 -- examples/failed_events.lua: why did a job fail? Its FAILED and ERROR
 -- events, oldest first.
 --
---   ATAI_API_KEY=... lua5.4 examples/failed_events.lua JOB_ID
+-- Run it from the checkout's root after pasting the line `make fake-server`
+-- prints (it points atai at the fake server and finds this checkout's atai;
+-- the ids and files below are ones the fake server and the checkout have):
+--
+--   lua5.4 examples/failed_events.lua job_failed
+--
+-- For the real API: atai installed or `eval "$(make -s env)"`, your key in
+-- ATAI_API_KEY (ATAI_API_ENDPOINT unset): failed_events.lua JOB_ID.
 local atai = require("atai")
 
 local id = arg[1]
@@ -16,8 +23,15 @@ if not job then
   os.exit(1)
 end
 print(("%s  %s  failed_at=%s"):format(job.id, job.status, job.failed_at or "-"))
+-- The job's error object, a field a line, sorted; nested values as JSON.
 if type(job.error) == "table" then
-  for k, v in pairs(job.error) do print(("  error.%s = %s"):format(k, tostring(v))) end
+  local keys = {}
+  for k in pairs(job.error) do keys[#keys + 1] = tostring(k) end
+  table.sort(keys)
+  for _, k in ipairs(keys) do
+    local v = job.error[k]
+    print(("  error.%s = %s"):format(k, type(v) == "table" and atai.json_encode(v) or tostring(v)))
+  end
 end
 
 local events = {}

@@ -1,9 +1,13 @@
 -- examples/get_job.lua: fetch one batch job and print it.
 --
---   ATAI_API_KEY=... lua5.4 examples/get_job.lua job_2abc3def4ghi5jkl6mno7pqr
+-- Run it from the checkout's root after pasting the line `make fake-server`
+-- prints (it points atai at the fake server and finds this checkout's atai;
+-- the ids and files below are ones the fake server and the checkout have):
 --
--- Talks to https://api.u1.archetypeai.app/v0.5 unless ATAI_API_ENDPOINT says
--- otherwise (make demo points it at the fake server).
+--   lua5.4 examples/get_job.lua job_2abc3def4ghi5jkl6mno7pqr
+--
+-- For the real API: atai installed or `eval "$(make -s env)"`, your key in
+-- ATAI_API_KEY (ATAI_API_ENDPOINT unset): get_job.lua JOB_ID.
 local atai = require("atai")
 
 local id = arg[1]

@@ -1,6 +1,14 @@
 -- examples/list_running.lua: every RUNNING job, with its input progress.
 --
---   ATAI_API_KEY=... lua5.4 examples/list_running.lua [STATUS]
+-- Run it from the checkout's root after pasting the line `make fake-server`
+-- prints (it points atai at the fake server and finds this checkout's atai;
+-- the ids and files below are ones the fake server and the checkout have):
+--
+--   lua5.4 examples/list_running.lua RUNNING
+--
+-- For the real API: atai installed or `eval "$(make -s env)"`, your key in
+-- ATAI_API_KEY (ATAI_API_ENDPOINT unset): list_running.lua [STATUS]
+-- (default RUNNING; any job status).
 local atai = require("atai")
 
 local status = arg[1] or atai.RUNNING

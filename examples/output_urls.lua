@@ -2,7 +2,14 @@
 -- URLs are presigned (fetch them without the API key) and expire: list
 -- again after expires_at for fresh ones.
 --
---   ATAI_API_KEY=... lua5.4 examples/output_urls.lua JOB_ID [PORT_NAME]
+-- Run it from the checkout's root after pasting the line `make fake-server`
+-- prints (it points atai at the fake server and finds this checkout's atai;
+-- the ids and files below are ones the fake server and the checkout have):
+--
+--   lua5.4 examples/output_urls.lua job_2abc3def4ghi5jkl6mno7pqr
+--
+-- For the real API: atai installed or `eval "$(make -s env)"`, your key in
+-- ATAI_API_KEY (ATAI_API_ENDPOINT unset): output_urls.lua JOB_ID [PORT_NAME].
 local atai = require("atai")
 
 local id, port = arg[1], arg[2]

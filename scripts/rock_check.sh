@@ -1,10 +1,15 @@
 #!/bin/sh
-# rock_check.sh: checks the rockspec the way a user would install it.
-#   sh scripts/rock_check.sh [ROCKSPEC] [LUA_VERSION]      (defaults: atai-scm-1.rockspec 5.4)
-# 1. luarocks lint ROCKSPEC.
-# 2. luarocks make into a throw-away tree, from a copy of the work tree
-#    (LuaRocks' builtin build writes src/core.o and atai/core.so into the
-#    source folder) and with --deps-mode=none: no rock server is contacted.
+# rock_check.sh: checks a rockspec, or a release's .src.rock, the way a user
+# would install it.
+#   sh scripts/rock_check.sh [ROCKSPEC | ROCK.src.rock] [LUA_VERSION]
+#   (defaults: atai-scm-1.rockspec 5.4)
+# 1. luarocks lint the rockspec (for a rock: the rockspec inside it).
+# 2. A rockspec: luarocks make into a throw-away tree, from a copy of the
+#    work tree (LuaRocks' builtin build writes src/core.o and atai/core.so
+#    into the source folder). A .src.rock (make dist): luarocks install
+#    of the rock file into a throw-away tree, from a folder outside the
+#    repository: the tarball inside the rock is built, nothing is
+#    downloaded. Both with --deps-mode=none: no rock server is contacted.
 # 3. A fresh lua$LUA_VERSION, started outside the repository with
 #    package.path/cpath pointing at that tree (plus the system folders, for
 #    Debian's lua-cjson), must load atai from the tree: VERSION and
@@ -12,7 +17,8 @@
 # 4. With the environment of `luarocks path` for that tree (as a user of a
 #    tree of their own sets it), the tree's bin/atai (LuaRocks' wrapper
 #    around the rock's bin/atai) runs `atai version` from outside the
-#    repository.
+#    repository; for a rock, its first line must be "atai X.Y.Z", the
+#    rock's version.
 # 5. The rock's folder holds man/atai.1 (copy_directories), readable by
 #    `man -l` (LuaRocks installs no man pages).
 # Extra luarocks variables (CURL_DIR=..., CURL_INCDIR=...) may come in
@@ -27,14 +33,29 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir "$tmp/src" "$tmp/tree" "$tmp/run"
 
-echo "=== luarocks lint $rockspec"
-luarocks lint "$rockspec"
-
-echo "=== luarocks --lua-version=$v make --deps-mode=none --tree=<temp> $rockspec"
-tar --exclude=./build --exclude=./.git -cf - . | tar -C "$tmp/src" -xf -
-# shellcheck disable=SC2086
-(cd "$tmp/src" && luarocks --lua-version="$v" make --deps-mode=none --tree="$tmp/tree" \
-  "$rockspec" ${ROCK_VARS:-})
+rock_version=
+case "$rockspec" in
+  *.src.rock)
+    rock=$(cd "$(dirname "$rockspec")" && pwd)/$(basename "$rockspec")
+    inner=$(basename "$rock" .src.rock).rockspec
+    rock_version=$(basename "$rock" .src.rock | sed 's/^atai-\(.*\)-[0-9]*$/\1/')
+    echo "=== luarocks lint $inner (inside $rockspec)"
+    (cd "$tmp/src" && unzip -q "$rock" "$inner" && luarocks lint "$inner")
+    echo "=== luarocks --lua-version=$v install --deps-mode=none --tree=<temp> $rockspec"
+    # shellcheck disable=SC2086
+    (cd "$tmp/src" && luarocks --lua-version="$v" install --deps-mode=none --tree="$tmp/tree" \
+      "$rock" ${ROCK_VARS:-})
+    ;;
+  *)
+    echo "=== luarocks lint $rockspec"
+    luarocks lint "$rockspec"
+    echo "=== luarocks --lua-version=$v make --deps-mode=none --tree=<temp> $rockspec"
+    tar --exclude=./build --exclude=./.git --exclude=./dist -cf - . | tar -C "$tmp/src" -xf -
+    # shellcheck disable=SC2086
+    (cd "$tmp/src" && luarocks --lua-version="$v" make --deps-mode=none --tree="$tmp/tree" \
+      "$rockspec" ${ROCK_VARS:-})
+    ;;
+esac
 
 echo "=== $lua loads atai from the tree"
 cd "$tmp/run"
@@ -64,7 +85,11 @@ EOF
 echo "=== atai version, with: eval \"\$(luarocks --lua-version=$v --tree=<temp> path)\""
 eval "$(luarocks --lua-version="$v" --tree="$tmp/tree" path)"
 [ "$(command -v atai)" = "$tmp/tree/bin/atai" ] || { echo "atai is not the tree's bin/atai" >&2; exit 1; }
-atai version
+atai version | tee "$tmp/version"
+if [ -n "$rock_version" ] && [ "$(head -n 1 "$tmp/version")" != "atai $rock_version" ]; then
+  echo "the rock is $rock_version but atai version says: $(head -n 1 "$tmp/version")" >&2
+  exit 1
+fi
 echo "=== the rock carries the man page: man -l \"\$(luarocks show --rock-dir atai)/man/atai.1\""
 page="$(luarocks --lua-version="$v" --tree="$tmp/tree" show --rock-dir atai)/man/atai.1"
 cmp "$page" "$root/man/atai.1" || { echo "the rock has no man/atai.1 (copy_directories)" >&2; exit 1; }

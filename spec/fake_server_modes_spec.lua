@@ -179,3 +179,17 @@ describe("fake API server user mode (make fake-server)", function()
     assert.is_not_nil(find_line("^  job_running +RUNNING"))
   end)
 end)
+
+describe("fake API server user mode with --paste-also (make fake-server)", function()
+  it("appends the text to the one line to paste", function()
+    local srv = server.start{ user = true, key = "k", paste_also = "export LUA_PATH='/x/?.lua;;'" }
+    local export
+    repeat
+      local line = srv.handle:read("*l")
+      if line and line:match("^export ") then export = line end
+    until line == nil or line == "Ctrl-C stops the server."
+    srv:stop()
+    assert.are.equal("export ATAI_API_ENDPOINT=http://127.0.0.1:" .. srv.port
+      .. "/v0.5 ATAI_API_KEY=k; export LUA_PATH='/x/?.lua;;'", export)
+  end)
+end)

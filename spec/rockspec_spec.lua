@@ -1,11 +1,33 @@
--- spec/rockspec_spec.lua: atai-scm-1.rockspec and the release rockspec
--- install every module of the repository and the atai command, and nothing
--- that is not there (any Lua 5.1-5.4/LuaJIT).
+-- spec/rockspec_spec.lua: atai-scm-1.rockspec and the release rockspec that
+-- scripts/gen_rockspec.lua generates from it (make dist) install every
+-- module of the repository and the atai command, and nothing that is not
+-- there (any Lua 5.1-5.4/LuaJIT; the generator runs under lua5.4).
+
+-- The generated rockspec goes to a temporary folder, removed at the end.
+local function generate_release_rockspec()
+  local dir = assert(io.popen("mktemp -d")):read("*l")
+  local p = assert(io.popen(("lua5.4 scripts/gen_rockspec.lua '%s' %s"):format(dir, ("0"):rep(32))))
+  local path = p:read("*l")
+  p:close()
+  assert(path, "scripts/gen_rockspec.lua wrote nothing")
+  return path, dir
+end
+
+local release_path, release_dir = generate_release_rockspec()
+local release_version = release_path:match("atai%-(%d+%.%d+%.%d+)%-1%.rockspec$")
+teardown(function()
+  os.remove(release_path)
+  os.remove(release_dir) -- empty by now (remove() takes empty folders too)
+end)
 
 -- Each rockspec: its version and where its source comes from.
 local ROCKSPECS = {
-  { file = "atai-scm-1.rockspec", version = "scm-1", source = { branch = "main" } },
-  { file = "atai-0.2.0-1.rockspec", version = "0.2.0-1", source = { tag = "v0.2.0" } },
+  { file = "atai-scm-1.rockspec", version = "scm-1", source = { branch = "main" },
+    url = "^git%+https://" },
+  { file = release_path, version = tostring(release_version) .. "-1",
+    source = { md5 = ("0"):rep(32), dir = "atai-" .. tostring(release_version) },
+    url = "^https://.*/releases/download/v" .. tostring(release_version):gsub("%.", "%%.")
+      .. "/atai%-" .. tostring(release_version):gsub("%.", "%%.") .. "%.tar%.gz$" },
 }
 
 -- A rockspec is a Lua file of global assignments: run it in its own table.
@@ -45,15 +67,15 @@ local function module_name(file)
 end
 
 for _, rock in ipairs(ROCKSPECS) do
-  describe(rock.file, function()
+  describe(rock.file:match("[^/]*$"), function()
     local spec = load_rockspec(rock.file)
     local modules = spec.build and spec.build.modules or {}
 
-    it("is a rockspec 3.0 for atai " .. rock.version .. " from git", function()
+    it("is a rockspec 3.0 for atai " .. rock.version .. " and names its source", function()
       assert.are.equal("3.0", spec.rockspec_format)
       assert.are.equal("atai", spec.package)
       assert.are.equal(rock.version, spec.version)
-      assert.is_truthy(spec.source.url:find("^git%+https://"), spec.source.url)
+      assert.is_truthy(spec.source.url:find(rock.url), spec.source.url)
       for k, v in pairs(rock.source) do assert.are.equal(v, spec.source[k]) end
       assert.are.equal("MIT", spec.description.license)
       assert.are.equal("string", type(spec.description.summary))

@@ -21,7 +21,7 @@
 
 /* Needs <curl/curl.h> and buffer.c (Buffer) before it. */
 
-#define ATAI_VERSION "0.2.0"
+#define ATAI_VERSION "0.3.0"
 #define CLIENT_MT "atai.Client"
 #define HANDLE_MT "atai.Handle"
 #define ID_MAX_LEN 128

@@ -5,6 +5,7 @@
   Usage:  lua5.4 spec/support/fake_api.lua [--port N] [--key KEY] [--fixtures DIR]
                                            [--ttl SECONDS] [--idle SECONDS] [--verbose]
                                            [--latency MS] [--demo-jobs] [--user]
+                                           [--paste-also TEXT]
 
   Binds 127.0.0.1 only, prints exactly one line "PORT <n>" on stdout once it listens,
   then serves real HTTP/1.1 (keep-alive, Content-Length and chunked request bodies,
@@ -20,6 +21,9 @@
     --user         user mode (make fake-server): --demo-jobs, and after "PORT n" print the
                    endpoint, the key, an `export ATAI_API_ENDPOINT=... ATAI_API_KEY=...`
                    line and the jobs served with what each does
+    --paste-also TEXT  (with --user) shell text appended to that line after "; " (make
+                   fake-server: the exports of `make env`, so that the one pasted line
+                   also finds the checkout's atai, atai.core and bin/atai)
 
   Always runs under lua5.4 and needs only LuaSocket.  This file is the entry script:
   it parses the command line and starts the server; the server itself is in the
@@ -78,6 +82,7 @@ local VALUE_FLAGS = {
   ["--port"] = { "port", non_negative }, ["--key"] = { "key", tostring },
   ["--fixtures"] = { "fixtures", tostring }, ["--ttl"] = { "ttl", non_negative },
   ["--idle"] = { "idle", non_negative }, ["--latency"] = { "latency", non_negative },
+  ["--paste-also"] = { "paste_also", tostring },
 }
 -- Switches: flag → option set to true.
 local SWITCHES = { ["--verbose"] = "verbose", ["--demo-jobs"] = "demo_jobs", ["--user"] = "user" }

@@ -210,12 +210,13 @@ end
 -- Command-line flags of fake_api.lua for start() options: option -> flag (a value
 -- flag when the option is not a boolean).
 local START_FLAGS = { fixtures = "--fixtures", verbose = "--verbose", latency = "--latency",
-                      demo_jobs = "--demo-jobs", user = "--user" }
+                      demo_jobs = "--demo-jobs", user = "--user", paste_also = "--paste-also" }
 
 -- opts: key ("test-key"), port (0), fixtures (default: next to the script), ttl (600),
 -- idle (120), lua (env ATAI_FAKE_LUA or "lua5.4"), script path, verbose,
 -- latency (ms before every API response), demo_jobs, user (user mode: the listing
--- follows "PORT n" on srv.handle).
+-- follows "PORT n" on srv.handle), paste_also (with user: text appended to its
+-- export line).
 function M.start(opts)
   opts = opts or {}
   local key = opts.key or "test-key"

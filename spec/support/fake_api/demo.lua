@@ -118,7 +118,8 @@ function demo.listing(port)
     "latency: " .. opts.latency .. " ms added to every API response",
     "",
     "paste into your shell:",
-    "export ATAI_API_ENDPOINT=" .. endpoint .. " ATAI_API_KEY=" .. opts.key,
+    "export ATAI_API_ENDPOINT=" .. endpoint .. " ATAI_API_KEY=" .. opts.key
+      .. (opts.paste_also and ("; " .. opts.paste_also) or ""),
     "",
     "jobs served (GET /v0.5/batch/jobs/<id>):",
   }
