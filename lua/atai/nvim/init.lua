@@ -101,8 +101,9 @@ function M.load_atai()
   if message:find("module 'atai.core' not found", 1, true) then
     load_error = ("atai.core (lua/atai/core.so) is missing: run `make nvim` in %s"):format(root)
   elseif message:find("atai.core", 1, true) then
-    load_error = ("lua/atai/core.so is not built for Neovim's %s: run `make nvim` in %s (%s)")
-      :format(jit and jit.version or _VERSION, root, (message:gsub("\n.*", "")))
+    local detail = message:match("undefined symbol: [%w_]+") or message:gsub("\n.*", "")
+    load_error = ("lua/atai/core.so is not built for Neovim's %s (%s): run `make nvim` in %s")
+      :format(jit and jit.version or _VERSION, detail, root)
   else
     load_error = ("atai failed to load (%s): run `make nvim` in %s"):format(message, root)
   end
@@ -111,6 +112,8 @@ end
 
 --- The checked settings of vim.g.atai, or nil, message.
 function M.settings()
+  local lib, lerr = M.load_atai() -- the checks use atai.config, which needs atai.core
+  if not lib then return nil, lerr end
   local s, err = config.read()
   if s then settings_cache = s end
   return s, err
@@ -133,10 +136,9 @@ function M.with_client(fn, on_fail)
     M.notify(message, LEVELS.ERROR)
     if on_fail then on_fail() end
   end
-  local lib, err = M.load_atai()
-  if not lib then return fail(err) end
   local s, serr = M.settings()
   if not s then return fail(serr) end
+  local lib = atai_lib
   if client then return fn(client, s) end
   config.with_key(s, function(key, kerr)
     if kerr then return fail(kerr) end
