@@ -15,7 +15,9 @@
 #   make test-all         make test under every Lua below; keeps going, then
 #                         prints a per-version summary and fails if any failed
 #   make test-nvim        atai inside headless Neovim (LuaJIT build), and a
-#                         lua5.4 build refused there with a clear message
+#                         lua5.4 build refused there with a clear message;
+#                         then the plugin through the runtimepath install
+#                         (after make nvim): one totals line for both
 #   make nvim             atai.core for Neovim's LuaJIT into lua/atai/core.so
 #                         (the plugin's build step; never installs packages:
 #                         needs cc, LuaJIT's headers through pkg-config luajit

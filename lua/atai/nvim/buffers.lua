@@ -27,11 +27,11 @@ local function scratch(name)
   if buf == -1 or not api.nvim_buf_is_valid(buf) then
     buf = api.nvim_create_buf(true, true)
     api.nvim_buf_set_name(buf, name)
-    api.nvim_buf_set_option(buf, "buftype", "nofile")
-    api.nvim_buf_set_option(buf, "bufhidden", "hide")
-    api.nvim_buf_set_option(buf, "swapfile", false)
-    api.nvim_buf_set_option(buf, "modifiable", false)
-    api.nvim_buf_set_option(buf, "filetype", "atai")
+    vim.bo[buf].buftype = "nofile"
+    vim.bo[buf].bufhidden = "hide"
+    vim.bo[buf].swapfile = false
+    vim.bo[buf].modifiable = false
+    vim.bo[buf].filetype = "atai"
     views[buf] = { ids = {} }
     api.nvim_create_autocmd({ "BufWipeout", "BufDelete" }, {
       buffer = buf, once = true,
@@ -48,9 +48,9 @@ end
 
 local function set_lines(buf, lines)
   if not api.nvim_buf_is_valid(buf) then return end
-  api.nvim_buf_set_option(buf, "modifiable", true)
+  vim.bo[buf].modifiable = true
   api.nvim_buf_set_lines(buf, 0, -1, false, lines)
-  api.nvim_buf_set_option(buf, "modifiable", false)
+  vim.bo[buf].modifiable = false
 end
 
 --- Stops what keeps buffer `buf` up to date.
