@@ -74,7 +74,7 @@ end
 
 -- Runs a Neovim of its own (plugin_child.lua in mode `mode`), plugins on:
 -- its RESULT lines decoded, its exit status, its whole output.
-local function child(mode, env, rtp_first)
+local function child(mode, env, rtp_first, root)
   local cmd = { "env" }
   for k, v in pairs(env or {}) do
     if v == false then vim.list_extend(cmd, { "-u", k }) end
@@ -85,7 +85,7 @@ local function child(mode, env, rtp_first)
   end
   local args = { "timeout", "60", vim.v.progpath, "--headless", "-u", "NORC", "-i", "NONE" }
   if rtp_first then vim.list_extend(args, { "--cmd", "set rtp^=" .. rtp_first }) end
-  vim.list_extend(args, { "--cmd", "set rtp+=" .. ROOT, "-c", "luafile " .. ROOT .. "/spec/nvim/plugin_child.lua" })
+  vim.list_extend(args, { "--cmd", "set rtp+=" .. (root or ROOT), "-c", "luafile " .. ROOT .. "/spec/nvim/plugin_child.lua" })
   vim.list_extend(cmd, args)
   local output = vim.fn.system(cmd)
   local status = vim.v.shell_error
@@ -462,6 +462,24 @@ local function main()
     expect(health:find("ERROR: lua/atai/core.so is not built for Neovim's", 1, true), health)
     expect(health:find("make nvim", 1, true), health)
     expect(not output:find("stack traceback", 1, true), output)
+  end)
+
+  it("no lua/atai/core.so (make nvim not run): exactly one ERROR notification naming `make nvim`", function()
+    local dir = vim.fn.tempname()
+    vim.fn.mkdir(dir, "p")
+    vim.fn.system({ "cp", "-R", ROOT .. "/plugin", ROOT .. "/lua", ROOT .. "/doc", dir })
+    os.remove(dir .. "/lua/atai/core.so")
+    local results, status, output = child("wrong_lua", { LUA_CPATH = "/nonexistent/?.so" }, nil, dir)
+    vim.fn.delete(dir, "rf")
+    equal(0, status, "exit status (" .. output .. ")")
+    local r = results[1]
+    expect(r and r.notes, "no result: " .. output)
+    equal(1, #r.notes, "notifications: " .. vim.inspect(r.notes))
+    equal(vim.log.levels.ERROR, r.notes[1].level, "level")
+    expect(r.notes[1].msg:find("atai.core (lua/atai/core.so) is missing: run `make nvim` in " .. dir, 1, true),
+      r.notes[1].msg)
+    local health = table.concat(r.health, "\n")
+    expect(health:find("ERROR: atai.core (lua/atai/core.so) is missing", 1, true), health)
   end)
 
   it("vim.g.atai.api_key_cmd gives the key: run once, asynchronously, for every command", function()

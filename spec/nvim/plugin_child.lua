@@ -2,7 +2,8 @@
 -- Neovim of their own, started with plugins on and the checkout on the
 -- runtimepath (`--cmd 'set rtp+=<checkout>'`, -u NORC). ATAI_CHILD picks one:
 --   wrong_lua   a lua/atai/core.so built for Lua 5.4 comes first on the
---               runtimepath: what :Atai jobs notifies, what :checkhealth says
+--               runtimepath, or none is there (a copy of the plugin before
+--               make nvim): what :Atai jobs notifies, what :checkhealth says
 --   key_cmd     no ATAI_API_KEY: vim.g.atai.api_key_cmd gives the key; two
 --               commands, the command runs once
 --   json        no cjson module can be required (LUA_CPATH empty): atai.core

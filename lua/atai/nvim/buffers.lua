@@ -218,6 +218,8 @@ end
 --- Opens atai://job/ID: the job's fields and input progress, live until it
 --- is terminal, then its last events.
 function M.open_job(id)
+  local s, err = an.settings()
+  if not s then return an.notify(err, vim.log.levels.ERROR) end
   local buf = scratch("atai://job/" .. id)
   local v = views[buf]
   an.remember(id)
@@ -243,6 +245,8 @@ end
 
 --- Opens atai://events/ID: the job's events, oldest first.
 function M.open_events(id)
+  local s, err = an.settings()
+  if not s then return an.notify(err, vim.log.levels.ERROR) end
   local buf = scratch("atai://events/" .. id)
   an.remember(id)
   set_lines(buf, { ("atai events of %s: loading..."):format(id) })
