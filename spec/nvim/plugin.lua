@@ -405,6 +405,49 @@ local function main()
     vim.g.atai = { poll_interval = 0.05 }
   end)
 
+  it("vim.g.atai.notify: false keeps only errors; a function replaces vim.notify", function()
+    vim.g.atai = { poll_interval = 0.05, notify = false }
+    take_notes()
+    vim.cmd("Atai wait " .. SEED)
+    vim.cmd("Atai job job_doesnotexist0000000000")
+    expect(wait_for(function() return #notes > 0 end), "no notification")
+    vim.wait(200)
+    local got = take_notes()
+    equal(1, #got, "notifications: " .. levels_text(got))
+    equal(vim.log.levels.ERROR, got[1].level, "level")
+    local mine = {}
+    vim.g.atai = { poll_interval = 0.05, notify = function(msg, level) mine[#mine + 1] = { msg = msg, level = level } end }
+    vim.cmd("Atai wait " .. SEED)
+    expect(wait_for(function() return #mine > 0 end), "the notify function was not called")
+    equal("atai: job " .. SEED .. " COMPLETED 100% (1/1)", mine[#mine].msg, "message")
+    equal(0, #take_notes(), "vim.notify calls")
+    vim.g.atai = { poll_interval = 0.05 }
+    vim.cmd("bwipeout")
+  end)
+
+  it("a changed vim.g.atai.endpoint takes effect: a new client, the watched jobs followed on", function()
+    local an = require("atai.nvim")
+    local before = an.current_client()
+    expect(before, "no client yet")
+    local id = new_job("moved")
+    local dones = {}
+    an.watch(id, function(job, done) if done then dones[#dones + 1] = job end end)
+    vim.g.atai = { poll_interval = 0.05, endpoint = os.getenv("ATAI_SLOW_ENDPOINT") }
+    take_notes()
+    vim.cmd("Atai jobs")
+    local buf = api.nvim_get_current_buf()
+    expect(wait_for(function() return buf_text(buf):find("job_running", 1, true) ~= nil end), buf_text(buf))
+    expect(an.current_client() ~= before, "the client was not replaced")
+    -- the slow server does not know the job made on the fast one: the watch,
+    -- moved to the new client, ends in not_found
+    expect(wait_for(function() return #notes > 0 end, 5000), "no notification")
+    expect(notes[1].msg:find("watch " .. id, 1, true) and notes[1].msg:find("not_found", 1, true), levels_text(notes))
+    equal(0, #dones, "done listeners")
+    vim.g.atai = { poll_interval = 0.05 }
+    take_notes()
+    vim.cmd("bwipeout")
+  end)
+
   it("completion: subcommands, job ids seen since start, statuses, file paths", function()
     local subs = vim.fn.getcompletion("Atai ", "cmdline")
     equal("cancel,events,job,jobs,outputs,retry,upload,wait", table.concat(subs, ","), "subcommands")
@@ -496,6 +539,23 @@ local function main()
     expect(table.concat(r.buffers["atai://events/job_failed"] or {}, "\n"):find("events of job_failed", 1, true), output)
     expect(r.notes[1] and r.notes[1].msg:find("job_pending CANCELLED", 1, true), vim.inspect(r.notes))
     expect(not output:find(KEY, 1, true), "the key in the output")
+  end)
+
+  it("an api_key_cmd that fails: one ERROR per command, naming it, never its output; run once", function()
+    local counter = vim.fn.tempname()
+    local results, status, output = child("key_cmd_fails", { ATAI_API_KEY = false, ATAI_KEY_COUNTER = counter })
+    equal(0, status, "exit status (" .. output .. ")")
+    local r = results[1]
+    expect(r, "no result: " .. output)
+    local ran = vim.fn.filereadable(counter) == 1 and #vim.fn.readfile(counter) or 0
+    os.remove(counter)
+    equal(1, ran, "times api_key_cmd ran")
+    equal(2, #r.notes, "notifications: " .. vim.inspect(r.notes))
+    for _, n in ipairs(r.notes) do
+      equal(vim.log.levels.ERROR, n.level, "level")
+      expect(n.msg:find("vim.g.atai.api_key_cmd (sh) exited with status 3", 1, true), n.msg)
+      expect(not n.msg:find("not-a-key", 1, true), "the command's output in " .. n.msg)
+    end
   end)
 
   it("with no cjson module to require, atai.core decodes with Neovim's vim.json", function()

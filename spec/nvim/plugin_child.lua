@@ -6,6 +6,7 @@
 --               make nvim): what :Atai jobs notifies, what :checkhealth says
 --   key_cmd     no ATAI_API_KEY: vim.g.atai.api_key_cmd gives the key; two
 --               commands, the command runs once
+--   key_cmd_fails  api_key_cmd exits with status 3: one ERROR per command
 --   json        no cjson module can be required (LUA_CPATH empty): atai.core
 --               decodes with Neovim's vim.json
 --   slow        the fake server answers after 300 ms: the heartbeat while
@@ -64,6 +65,17 @@ function CHILDREN.key_cmd()
     bufs[vim.api.nvim_buf_get_name(b)] = vim.api.nvim_buf_get_lines(b, 0, -1, false)
   end
   result({ ok = ok, notes = notes, buffers = bufs })
+end
+
+-- api_key_cmd fails: one ERROR per command, the command run once.
+function CHILDREN.key_cmd_fails()
+  local counter = os.getenv("ATAI_KEY_COUNTER")
+  vim.g.atai = { api_key_cmd = { "sh", "-c", "echo ran >> '" .. counter .. "'; echo not-a-key-$$; exit 3" } }
+  vim.cmd("Atai jobs")
+  vim.wait(3000, function() return #notes > 0 end, 10)
+  vim.cmd("Atai events job_failed")
+  vim.wait(300)
+  result({ notes = notes })
 end
 
 function CHILDREN.json()

@@ -119,13 +119,14 @@ function M.settings()
   return s, err
 end
 
-local client, detach
+local client, detach, client_options
+local exit_hooked = false
 
--- Closes the client at exit: no callback may run while Neovim quits.
+-- Closes the client (at exit: no callback may run while Neovim quits).
 local function close_client()
   if detach then detach() end
   if client then client:close() end
-  detach, client = nil, nil
+  detach, client, client_options = nil, nil, nil
 end
 
 --- Calls fn(client, settings) with the plugin's client, once atai is loaded,
@@ -139,21 +140,39 @@ function M.with_client(fn, on_fail)
   local s, serr = M.settings()
   if not s then return fail(serr) end
   local lib = atai_lib
+  if client and not vim.deep_equal(client_options, s.client) then M._renew_client() end
   if client then return fn(client, s) end
   config.with_key(s, function(key, kerr)
     if kerr then return fail(kerr) end
+    if client and not vim.deep_equal(client_options, s.client) then close_client() end
     if not client then
       local opts = {}
       for k, v in pairs(s.client) do opts[k] = v end
       opts.api_key = key
       local ok, c = pcall(lib.new, opts)
       if not ok then return fail((tostring(c):gsub("^[^:]*:%d+: ", ""))) end
-      client = c
+      client, client_options = c, s.client
       detach = require("atai.uv").attach(client, uv)
-      vim.api.nvim_create_autocmd("VimLeavePre", { callback = close_client, once = true })
+      if not exit_hooked then
+        exit_hooked = true
+        vim.api.nvim_create_autocmd("VimLeavePre", { callback = close_client, once = true })
+      end
     end
     fn(client, s)
   end)
+end
+
+--- vim.g.atai's client options changed: closes the client (its requests
+--- end as cancelled, unreported) and follows the watched jobs again with
+--- the next one.
+function M._renew_client()
+  local moved = state.watched
+  state.watched = {} -- the old watches' callbacks now return early
+  close_client()
+  for id, w in pairs(moved) do
+    if #w.listeners == 0 then M.watch(id) end
+    for _, fn in ipairs(w.listeners) do M.watch(id, fn) end
+  end
 end
 
 --- The client when it exists (no I/O), for :checkhealth.
@@ -166,7 +185,8 @@ end
 --- included: no traceback) and on_fail() (optional).
 function M.call(what, start, on_ok, on_fail)
   local function fail(err)
-    notify_error(what, err)
+    -- cancelled: the client was replaced (vim.g.atai changed); not news
+    if not (type(err) == "table" and err.kind == "cancelled") then notify_error(what, err) end
     if on_fail then on_fail() end
   end
   M.with_client(function(c, s)
