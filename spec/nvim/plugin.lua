@@ -588,6 +588,20 @@ local function main()
     expect(not output:find("Error", 1, true) and not output:find("E%d+:"), "output: " .. output)
   end)
 
+  it(":qa while watches sleep between polls and requests are in flight: nothing reported on the way out", function()
+    local output = vim.fn.system({ "timeout", "30", vim.v.progpath, "--headless", "-u", "NORC", "-i", "NONE",
+      "--cmd", "set rtp+=" .. ROOT,
+      "-c", "lua vim.g.atai = { poll_interval = 5 }",
+      "-c", "Atai wait job_running job_pending",
+      "-c", "Atai jobs",
+      "-c", "lua vim.wait(300); require('atai.nvim').watch('job_running'); vim.cmd('Atai jobs')",
+      "-c", "lua io.stdout:write('pending ', require('atai.nvim').current_client():pending(), '\\n')",
+      "-c", "qa" })
+    equal(0, vim.v.shell_error, "exit status (" .. output .. ")")
+    expect(output:find("pending [1-9]"), "nothing in flight: " .. output)
+    expect(not output:find("Error", 1, true) and not output:find("cancelled", 1, true), "output: " .. output)
+  end)
+
   it("no notification ever showed the key", function()
     no_traceback_nor_key(all_notes)
   end)

@@ -23,6 +23,7 @@ local function result(t)
 end
 
 local notes = {}
+local real_notify = vim.notify
 vim.notify = function(msg, level) notes[#notes + 1] = { msg = msg, level = level } end
 
 local function lines() return vim.api.nvim_buf_get_lines(0, 0, -1, false) end
@@ -133,12 +134,15 @@ function CHILDREN.slow()
   heartbeat:close()
   result({ loaded = loaded, created = #ids, finished = finished, finals = finals(), notes = #notes,
     worst = worst, ticks = ticks, elapsed = elapsed })
-  -- :qa with requests in flight
+  -- :qa with requests in flight, Neovim's own vim.notify back: anything
+  -- notified on the way out shows in the output
+  vim.notify = real_notify
+  vim.g.atai = { endpoint = slow, poll_interval = 5, max_concurrency = 20 } -- the waits sleep after a poll
   local more = {}
   for i = 21, 25 do more[#more + 1] = jobs[i] and jobs[i].id end
   vim.cmd("Atai wait " .. table.concat(more, " "))
   vim.cmd("Atai jobs")
-  vim.wait(50)
+  vim.wait(450) -- some waits sleep between polls, other requests are in flight
   result({ in_flight = require("atai.nvim").current_client():pending() })
 end
 

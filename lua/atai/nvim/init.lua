@@ -53,9 +53,11 @@ end
 -- Notifications
 
 local settings_cache -- the settings of the last successful check
+local exiting = false -- Neovim quits: nothing more to say
 
 -- vim.notify, or vim.g.atai.notify (false: only errors, through vim.notify).
 function M.notify(msg, level, opts)
+  if exiting then return nil end
   level = level or LEVELS.INFO
   local s = settings_cache or config.DEFAULTS
   local fn = vim.notify
@@ -155,7 +157,10 @@ function M.with_client(fn, on_fail)
       detach = require("atai.uv").attach(client, uv)
       if not exit_hooked then
         exit_hooked = true
-        vim.api.nvim_create_autocmd("VimLeavePre", { callback = close_client, once = true })
+        vim.api.nvim_create_autocmd("VimLeavePre", { once = true, callback = function()
+          exiting = true -- what closing cancels is not news
+          close_client()
+        end })
       end
     end
     fn(client, s)
@@ -307,7 +312,11 @@ function M.watch(id, on_update)
     h:on_done(function(job, err)
       if state.watched[id] ~= w then return end
       drop()
-      if not job then return notify_error("watch " .. id, err) end
+      if not job then
+        -- cancelled: the client was closed (Neovim quits, vim.g.atai changed)
+        if type(err) == "table" and err.kind == "cancelled" then return end
+        return notify_error("watch " .. id, err)
+      end
       M.saw(job)
       update_status()
       fire("AtaiJobUpdate", job)
