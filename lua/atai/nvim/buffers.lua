@@ -222,7 +222,6 @@ function M.open_job(id)
   if not s then return an.notify(err, vim.log.levels.ERROR) end
   local buf = scratch("atai://job/" .. id)
   local v = views[buf]
-  an.remember(id)
   if v.live then return buf end
   local known = an._state.jobs[id]
   set_lines(buf, known and job_lines(known, false) or { ("atai job %s: loading..."):format(id) })
@@ -248,11 +247,11 @@ function M.open_events(id)
   local s, err = an.settings()
   if not s then return an.notify(err, vim.log.levels.ERROR) end
   local buf = scratch("atai://events/" .. id)
-  an.remember(id)
   set_lines(buf, { ("atai events of %s: loading..."):format(id) })
   an.call("events " .. id, function(c)
     return c.async:job_events(id, { limit = EVENTS_LIMIT })
   end, function(page)
+    an.remember(id) -- the API knows it
     local events = page.events or {}
     local lines = { ("atai events of %s: %d of %s"):format(id, #events, tostring(page.total or #events)) }
     for _, e in ipairs(events) do lines[#lines + 1] = event_line(e) end

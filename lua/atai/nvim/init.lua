@@ -36,7 +36,8 @@ local state = {
 }
 M._state = state
 
---- Remembers ids for completion (jobs seen since Neovim started).
+--- Remembers a job (or id) the API answered for, for completion (the job
+--- ids seen since Neovim started).
 function M.remember(job_or_id)
   local id = type(job_or_id) == "table" and job_or_id.id or job_or_id
   if type(id) ~= "string" or state.seen_set[id] then return end
@@ -282,7 +283,6 @@ function M.watch(id, on_update)
   end
   w = { listeners = { on_update } }
   state.watched[id] = w
-  M.remember(id)
   update_status()
   local function drop()
     if state.watched[id] == w then state.watched[id] = nil end
