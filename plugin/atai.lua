@@ -6,7 +6,7 @@ vim.g.loaded_atai = 1
 vim.api.nvim_create_user_command("Atai", function(opts)
   require("atai.nvim").command(opts)
 end, {
-  nargs = "+",
+  nargs = "*",
   desc = "atai: Archetype AI batch jobs (:help :Atai)",
   complete = function(arglead, cmdline, cursor)
     return require("atai.nvim").complete(arglead, cmdline, cursor)

@@ -376,8 +376,11 @@ local function main()
     vim.cmd("Atai cancel ../etc")
     vim.cmd("Atai nope")
     vim.cmd("Atai outputs")
+    vim.cmd("Atai")
     got = take_notes()
-    equal(3, #got, "notifications: " .. levels_text(got))
+    equal(4, #got, "notifications: " .. levels_text(got))
+    expect(got[4].msg:find("a subcommand is needed: usage :Atai {cancel|events|job|jobs|outputs|retry|upload|wait}", 1, true),
+      got[4].msg)
     for _, n in ipairs(got) do equal(vim.log.levels.ERROR, n.level, "level of " .. n.msg) end
     expect(got[1].msg:find("cancel", 1, true), got[1].msg)
     expect(got[2].msg:find("unknown subcommand 'nope'", 1, true), got[2].msg)

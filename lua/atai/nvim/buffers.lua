@@ -27,20 +27,20 @@ local function scratch(name)
   if buf == -1 or not api.nvim_buf_is_valid(buf) then
     buf = api.nvim_create_buf(true, true)
     api.nvim_buf_set_name(buf, name)
+  end
+  if not views[buf] then
     vim.bo[buf].buftype = "nofile"
     vim.bo[buf].bufhidden = "hide"
     vim.bo[buf].swapfile = false
     vim.bo[buf].modifiable = false
     vim.bo[buf].filetype = "atai"
     views[buf] = { ids = {} }
-    api.nvim_create_autocmd({ "BufWipeout", "BufDelete" }, {
+    api.nvim_create_autocmd("BufWipeout", {
       buffer = buf, once = true,
       callback = function() M.forget(buf) end,
     })
-    local function map(lhs, fn, desc)
-      vim.keymap.set("n", lhs, fn, { buffer = buf, nowait = true, silent = true, desc = desc })
-    end
-    map("q", function() M.close(buf) end, "atai: close")
+    vim.keymap.set("n", "q", function() M.close(buf) end,
+      { buffer = buf, nowait = true, silent = true, desc = "atai: close" })
   end
   api.nvim_win_set_buf(0, buf)
   return buf
