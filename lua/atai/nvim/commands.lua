@@ -130,18 +130,31 @@ local function complete_files(lead) return vim.fn.getcompletion(lead, "file") en
 local function complete_dirs(lead) return vim.fn.getcompletion(lead, "dir") end
 
 --- The subcommands: handler, min and max arguments (max nil: any), the
---- usage line, and the completer of each argument position (the last one
---- repeats).
+--- usage line, the completer of each argument position (the last one
+--- repeats), and which arguments are job ids (checked before anything
+--- opens): 1 the first, "all" every one.
 M.SUBCOMMANDS = {
   jobs = { function(a) buffers.open_jobs(a[1] and a[1]:upper()) end, 0, 1, "jobs [STATUS]", { complete_statuses } },
-  job = { function(a) buffers.open_job(a[1]) end, 1, 1, "job ID", { complete_ids } },
-  wait = { wait, 1, nil, "wait ID...", { complete_ids } },
-  cancel = { cancel, 1, 1, "cancel ID", { complete_ids } },
-  retry = { retry, 1, 1, "retry ID", { complete_ids } },
-  events = { function(a) buffers.open_events(a[1]) end, 1, 1, "events ID", { complete_ids } },
-  outputs = { outputs, 1, 2, "outputs ID [DIR]", { complete_ids, complete_dirs } },
+  job = { function(a) buffers.open_job(a[1]) end, 1, 1, "job ID", { complete_ids }, 1 },
+  wait = { wait, 1, nil, "wait ID...", { complete_ids }, "all" },
+  cancel = { cancel, 1, 1, "cancel ID", { complete_ids }, 1 },
+  retry = { retry, 1, 1, "retry ID", { complete_ids }, 1 },
+  events = { function(a) buffers.open_events(a[1]) end, 1, 1, "events ID", { complete_ids }, 1 },
+  outputs = { outputs, 1, 2, "outputs ID [DIR]", { complete_ids, complete_dirs }, 1 },
   upload = { upload, 1, 1, "upload PATH", { complete_files } },
 }
+
+-- The first argument that is not a job id, as a message; nil when all are.
+local function bad_id(name, args, which)
+  if not which then return nil end
+  local lib, err = an.load_atai()
+  if not lib then return err end
+  for i = 1, which == "all" and #args or which do
+    local why = lib.core.id_problem(args[i])
+    if why then return ("%s: '%s' is not a job id (%s)"):format(name, args[i], why) end
+  end
+  return nil
+end
 
 local function names()
   local list = {}
@@ -162,6 +175,8 @@ function M.run(fargs)
   if #args < sub[2] or (sub[3] and #args > sub[3]) then
     return an.notify("usage: :Atai " .. sub[4], LEVELS.ERROR)
   end
+  local problem = bad_id(name, args, sub[6])
+  if problem then return an.notify(problem, LEVELS.ERROR) end
   return sub[1](args)
 end
 

@@ -196,8 +196,9 @@ function M.call(what, start, on_ok, on_fail)
     if on_fail then on_fail() end
   end
   M.with_client(function(c, s)
-    local ok, h = pcall(start, c, s)
+    local ok, h, err0 = pcall(start, c, s)
     if not ok then return fail((tostring(h):gsub("^[^:]*:%d+: ", ""))) end
+    if h == nil then return fail(err0) end -- failed before any I/O (a file that cannot be read)
     h:on_done(function(value, err)
       if value == nil then return fail(err) end
       on_ok(value, c, s)
