@@ -7,6 +7,7 @@
 -- where from; the endpoint; and, with a key, one timed GET /batch/jobs?limit=1.
 
 local M = {}
+local uv = vim.uv or vim.loop
 
 -- vim.health's functions, or 0.7's health#report_*.
 local function reporter()
@@ -33,7 +34,7 @@ end
 local REQUEST_SECONDS = 10
 
 local function timed_request(r, client)
-  local started = vim.loop.hrtime()
+  local started = uv.hrtime()
   local page, err
   local ok, h = pcall(function() return client.async:list_jobs({ limit = 1 }) end)
   if not ok then return r.error("GET /batch/jobs?limit=1 could not start: " .. tostring(h)) end
@@ -41,7 +42,7 @@ local function timed_request(r, client)
   -- :checkhealth is synchronous: wait here (the loop keeps running, so
   -- atai.uv drives the request).
   local finished = vim.wait(REQUEST_SECONDS * 1000, function() return h:done() end, 10)
-  local ms = (vim.loop.hrtime() - started) / 1e6
+  local ms = (uv.hrtime() - started) / 1e6
   if not finished then
     h:cancel()
     return r.error(("GET /batch/jobs?limit=1: no answer after %d s"):format(REQUEST_SECONDS))

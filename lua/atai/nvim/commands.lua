@@ -15,6 +15,12 @@ local STATUSES = { "PENDING", "ADMITTED", "RUNNING", "COMPLETED", "FAILED", "PRE
 -- The level of a job's final notification.
 local FINAL_LEVEL = { COMPLETED = LEVELS.INFO, FAILED = LEVELS.ERROR, CANCELLED = LEVELS.WARN }
 
+-- A path as typed: ~ expanded (nothing else: % or # in a name stay).
+local function full_path(path)
+  if path:sub(1, 1) == "~" then path = vim.fn.expand(path) end
+  return vim.fn.fnamemodify(path, ":p")
+end
+
 local function percent_text(job)
   local p = an.progress_of(job)
   if not p or p.total == 0 then return "" end
@@ -59,8 +65,7 @@ end
 
 -- :Atai outputs ID [DIR]: download_outputs with progress notifications.
 local function outputs(args)
-  local id, dir = args[1], args[2] or vim.fn.getcwd()
-  dir = vim.fn.fnamemodify(vim.fn.expand(dir), ":p")
+  local id, dir = args[1], full_path(args[2] or vim.fn.getcwd())
   local record, step
   an.call("outputs " .. id, function(c)
     return c.async:download_outputs(id, dir, {
@@ -87,7 +92,7 @@ end
 
 -- :Atai upload PATH: stored under the file's base name.
 local function upload(args)
-  local path = vim.fn.fnamemodify(vim.fn.expand(args[1]), ":p")
+  local path = full_path(args[1])
   local name = vim.fn.fnamemodify(path, ":t")
   local record, step
   an.call("upload " .. name, function(c)
