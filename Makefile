@@ -18,7 +18,13 @@
 #   make test-all         make test under every Lua below; keeps going, then
 #                         prints a per-version summary and fails if any failed
 #   make test-nvim        atai inside headless Neovim (LuaJIT build), and a
-#                         lua5.4 build refused there with a clear message
+#                         lua5.4 build refused there with a clear message;
+#                         then the plugin through the runtimepath install
+#                         (after make nvim): one totals line for both
+#   make nvim             atai.core for Neovim's LuaJIT into lua/atai/core.so
+#                         (the plugin's build step; never installs packages:
+#                         needs cc, LuaJIT's headers through pkg-config luajit
+#                         or LUA_INCDIR=, and libcurl's; names what is missing)
 #   make rock-check       atai-scm-1.rockspec: luarocks lint + luarocks make into
 #                         a throw-away tree, then loads atai from that tree under
 #                         lua5.4 and runs the tree's bin/atai version; then the
@@ -104,7 +110,7 @@ INST_BIN    = $(DESTDIR)$(PREFIX)/bin
 INST_MAN    = $(DESTDIR)$(PREFIX)/share/man/man1
 MAN_PAGE   := man/atai.1
 
-.PHONY: all deps test demo fake-server memcheck test-all test-nvim rock-check dist docs docs-check doctest bench clean install uninstall env man lint
+.PHONY: all deps test demo fake-server memcheck test-all test-nvim nvim rock-check dist docs docs-check doctest bench clean install uninstall env man lint
 
 all: $(SO) $(HOST)
 
@@ -152,7 +158,17 @@ test-nvim:
 	@$(MAKE) --no-print-directory deps LUA=luajit DEPS_EXTRA=neovim
 	@$(MAKE) --no-print-directory build/luajit/atai/core.so LUA=luajit
 	@$(MAKE) --no-print-directory build/lua5.4/atai/core.so LUA=lua5.4
+	@$(MAKE) --no-print-directory nvim
 	@sh scripts/test_nvim.sh build/luajit build/lua5.4
+
+# The Neovim plugin's build step: no deps.sh (no apt-get), only the checks
+# of scripts/build_nvim.sh. LUA_INCDIR= overrides pkg-config luajit.
+NVIM_SO := lua/atai/core.so
+
+nvim: $(NVIM_SO)
+
+$(NVIM_SO): $(SOURCES) scripts/build_nvim.sh
+	@CC='$(CC)' CFLAGS='$(CFLAGS)' LUA_INCDIR='$(LUA_INCDIR)' sh scripts/build_nvim.sh $@
 
 rock-check:
 	@$(MAKE) --no-print-directory deps LUA=lua5.4 DEPS_EXTRA=luarocks

@@ -75,6 +75,11 @@ build = {
     ["atai.download"] = "lua/atai/download.lua",
     ["atai.files"] = "lua/atai/files.lua",
     ["atai.handle"] = "lua/atai/handle.lua",
+    ["atai.health"] = "lua/atai/health.lua",
+    ["atai.nvim"] = "lua/atai/nvim/init.lua",
+    ["atai.nvim.buffers"] = "lua/atai/nvim/buffers.lua",
+    ["atai.nvim.commands"] = "lua/atai/nvim/commands.lua",
+    ["atai.nvim.config"] = "lua/atai/nvim/config.lua",
     ["atai.pages"] = "lua/atai/pages.lua",
     ["atai.stream"] = "lua/atai/stream.lua",
     ["atai.types"] = "lua/atai/types.lua",
@@ -87,7 +92,10 @@ build = {
     bin = { atai = "bin/atai" },
   },
   -- man/atai.1: LuaRocks installs no man pages; README shows `man -l`.
-  copy_directories = { "examples", "man" },
+  -- plugin/ and doc/: the Neovim plugin (:Atai, :help atai) for
+  -- rocks.nvim and luarocks.nvim, which add the rock's folder to the
+  -- runtimepath.
+  copy_directories = { "examples", "man", "plugin", "doc" },
 }
 
 -- `luarocks make && luarocks test` from a checkout: busted reads .busted,

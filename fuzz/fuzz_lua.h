@@ -24,11 +24,14 @@ static void fuzz_fail(const char *file, int line, const char *what) {
 }
 
 /* Pushes the decode function of a new cjson instance with strict numbers,
-** as atai.core's push_cjson_decode does. */
+** as atai.core's push_cjson_decode does (registering cjson.null as the
+** decoder's null, which json_decode reads). */
 static void fuzz_push_decoder(lua_State *L) {
   lua_getglobal(L, "require");
   lua_pushliteral(L, "cjson");
   lua_call(L, 1, 1);
+  lua_getfield(L, -1, "null");
+  lua_setfield(L, LUA_REGISTRYINDEX, JSON_NULL_KEY);
   lua_getfield(L, -1, "new");
   lua_call(L, 0, 1);
   lua_getfield(L, -1, "decode_invalid_numbers");

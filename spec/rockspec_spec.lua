@@ -120,6 +120,12 @@ for _, rock in ipairs(ROCKSPECS) do
       end
     end)
 
+    it("copies plugin/ and doc/ (the Neovim plugin, for rocks.nvim) and examples/", function()
+      assert.are.same({ "examples", "plugin", "doc" }, spec.build.copy_directories)
+      assert.is_true(exists("plugin/atai.lua"))
+      assert.is_true(exists("doc/atai.txt"))
+    end)
+
     it("installs bin/atai as the atai command", function()
       assert.are.same({ atai = "bin/atai" }, spec.build.install.bin)
       assert.is_true(exists("bin/atai"))

@@ -161,7 +161,7 @@ static int l_drain_global(lua_State *L) {
 }
 
 /* core.version_info() -> {version, curl_version, ssl_version, libz_version,
-** http2, brotli, zstd, cainfo, capath}: for bug reports and the User-Agent. */
+** http2, brotli, zstd, json, cainfo, capath}: for bug reports and the User-Agent. */
 static int l_version_info(lua_State *L) {
   const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
   lua_newtable(L);
@@ -187,6 +187,8 @@ static int l_version_info(lua_State *L) {
   lua_pushboolean(L, (v->features & CURL_VERSION_ZSTD) != 0);
   lua_setfield(L, -2, "zstd");
 #endif
+  lua_getfield(L, LUA_REGISTRYINDEX, JSON_SOURCE_KEY);
+  lua_setfield(L, -2, "json");
 #ifdef CURLVERSION_NINTH
   if (v->age >= CURLVERSION_NINTH) {
     if (v->cainfo) {
@@ -294,12 +296,37 @@ static const luaL_Reg module_functions[] = {
   {NULL, NULL}
 };
 
+/* Pushes the lua-cjson module: `require "cjson"`, or, inside Neovim when
+** no cjson module can be required, the lua-cjson Neovim embeds (vim.json).
+** Records which one (version_info().json) and its null sentinel (vim.json
+** decodes null to vim.NIL, not a NULL light userdata) in the registry. */
+static void push_cjson_module(lua_State *L) {
+  const char *source = "lua-cjson";
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "cjson");
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) { /* stack: message */
+    lua_getglobal(L, "vim");
+    if (lua_type(L, -1) == LUA_TTABLE) lua_getfield(L, -1, "json");
+    if (lua_type(L, -1) != LUA_TTABLE) {
+      lua_settop(L, -2 - (lua_type(L, -2) == LUA_TTABLE));
+      lua_error(L); /* require's own message */
+    }
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+    source = "vim.json (Neovim's lua-cjson)";
+  }
+  lua_getfield(L, -1, "_VERSION");
+  lua_pushfstring(L, "%s %s", source, lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?");
+  lua_setfield(L, LUA_REGISTRYINDEX, JSON_SOURCE_KEY);
+  lua_pop(L, 1);
+  lua_getfield(L, -1, "null");
+  lua_setfield(L, LUA_REGISTRYINDEX, JSON_NULL_KEY);
+}
+
 /* Pushes the decode function of a private cjson instance, configured for
 ** strict JSON; our settings never touch the user's `require "cjson"`. */
 static void push_cjson_decode(lua_State *L) {
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "cjson");
-  lua_call(L, 1, 1);
+  push_cjson_module(L);
   lua_getfield(L, -1, "new");
   lua_call(L, 0, 1);
   lua_getfield(L, -1, "decode_invalid_numbers");

@@ -5,7 +5,7 @@
 ** Decoding goes through a private lua-cjson instance (upvalue UV_DECODE of
 ** every C function), then one walk applies atai's rules: a `null` object
 ** member is dropped, a `null` array element stays as the sentinel
-** (cjson.null, a NULL light userdata), and on 5.3+ integral numbers strictly
+** (cjson.null, a NULL light userdata; vim.json's vim.NIL becomes it), and on 5.3+ integral numbers strictly
 ** within +-2^53 become integers (Debian's cjson 2.1.0 returns floats for all).
 **
 ** Encoding is our own: cjson 2.1.0 prints numbers with at most 14
@@ -13,6 +13,8 @@
 */
 
 #define UV_DECODE 1        /* upvalue: decode function of a cjson.new() */
+#define JSON_NULL_KEY "atai.json_null"     /* registry: the decoder's null */
+#define JSON_SOURCE_KEY "atai.json_source" /* registry: which cjson, its version */
 #define ARRAY_MT "atai.array" /* metatable of atai.array(): encode as [] */
 #define JSON_MAX_DEPTH 200 /* nesting accepted in a request body */
 #define JSON_EXACT_INT 9007199254740992.0 /* 2^53 */
@@ -36,29 +38,35 @@ static int json_push_integer(lua_State *L) {
 }
 #endif
 
-static void json_shape(lua_State *L);
+static void json_shape(lua_State *L, int null);
 
 /* An array (keys 1..n, as cjson builds them, nulls included): walked by
-** index, which is cheaper than lua_next. Nulls keep their place. */
-static void json_shape_array(lua_State *L, lua_Integer n) {
+** index, which is cheaper than lua_next. Nulls keep their place, as the
+** NULL light userdata. `null`: stack index of the decoder's null. */
+static void json_shape_array(lua_State *L, lua_Integer n, int null) {
   lua_Integer i;
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, -1, (int)i);
 #if LUA_VERSION_NUM >= 503
     if (lua_type(L, -1) == LUA_TNUMBER && json_push_integer(L)) lua_rawseti(L, -3, i);
 #endif
-    if (lua_type(L, -1) == LUA_TTABLE) json_shape(L);
+    if (lua_type(L, -1) == LUA_TTABLE) json_shape(L, null);
+    else if (lua_type(L, -1) == LUA_TUSERDATA && lua_rawequal(L, -1, null)) {
+      lua_pushlightuserdata(L, NULL);
+      lua_rawseti(L, -3, i);
+    }
     lua_pop(L, 1);
   }
 }
 
 /* An object (string keys only): null members are dropped. */
-static void json_shape_object(lua_State *L) {
+static void json_shape_object(lua_State *L, int null) {
   lua_pushnil(L);
   while (lua_next(L, -2)) { /* t k v */
     switch (lua_type(L, -1)) {
       case LUA_TLIGHTUSERDATA:
-        if (lua_touserdata(L, -1) == NULL) {
+      case LUA_TUSERDATA:
+        if (lua_rawequal(L, -1, null)) {
           lua_pushvalue(L, -2);
           lua_pushnil(L);
           lua_rawset(L, -5); /* clearing a field is allowed mid-next */
@@ -73,7 +81,7 @@ static void json_shape_object(lua_State *L) {
         }
         break;
 #endif
-      case LUA_TTABLE: json_shape(L); break;
+      case LUA_TTABLE: json_shape(L, null); break;
       default: break;
     }
     lua_pop(L, 1);
@@ -83,18 +91,21 @@ static void json_shape_object(lua_State *L) {
 /* Applies the table rules, in place, to the value on top of the stack.
 ** JSON object keys are strings, so a table with a border > 0 came from an
 ** array. */
-static void json_shape(lua_State *L) {
+static void json_shape(lua_State *L, int null) {
   lua_Integer n;
   if (lua_type(L, -1) != LUA_TTABLE) return;
   luaL_checkstack(L, 4, "JSON nested too deeply");
   n = (lua_Integer)lua_rawlen(L, -1);
-  if (n > 0) json_shape_array(L, n);
-  else json_shape_object(L);
+  if (n > 0) json_shape_array(L, n, null);
+  else json_shape_object(L, null);
 }
 
 /* Decodes `len` bytes of JSON. On success pushes the shaped value and
 ** returns 1; on malformed input pushes cjson's message and returns 0. */
 static int json_decode(lua_State *L, const char *data, size_t len) {
+  int null;
+  lua_getfield(L, LUA_REGISTRYINDEX, JSON_NULL_KEY);
+  null = lua_gettop(L);
   lua_pushvalue(L, lua_upvalueindex(UV_DECODE));
   lua_pushlstring(L, data, len);
   if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
@@ -102,9 +113,11 @@ static int json_decode(lua_State *L, const char *data, size_t len) {
       lua_pop(L, 1);
       lua_pushliteral(L, "invalid JSON");
     }
+    lua_remove(L, null);
     return 0;
   }
-  json_shape(L);
+  json_shape(L, null);
+  lua_remove(L, null);
   return 1;
 }
 

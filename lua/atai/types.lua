@@ -661,4 +661,84 @@ local atai_cli = {}
 ---@return integer code
 function atai_cli.run(argv, io) end
 
+---@class atai.NvimConfig  vim.g.atai (:help atai-config); checked on first use
+---@field endpoint? string           default: $ATAI_API_ENDPOINT or the production endpoint
+---@field poll_interval? number      seconds between polls of jobs, job and wait (default 2)
+---@field notify? boolean|fun(msg: string, level: integer, opts: table): any  false: errors only; or a vim.notify-like function
+---@field max_concurrency? integer   requests in flight at once (default 16)
+---@field api_key_cmd? string[]      argv whose stdout is the key, run once per Neovim (never a key in the config)
+---@field timeout? number
+---@field connect_timeout? number
+---@field max_retries? integer
+---@field retry_backoff? number
+---@field retry_backoff_max? number
+---@field max_response_bytes? integer
+---@field ca_file? string
+---@field ca_path? string
+---@field proxy? string
+---@field user_agent? string
+
+--- atai.nvim: the code behind :Atai (plugin/atai.lua) and its Lua API
+--- (:help atai-lua). Requiring it loads no other atai module.
+---@class atai.nvim
+---@field event atai.Job|nil  Neovim 0.7: the job while a User AtaiJobUpdate/AtaiJobDone autocommand runs (0.8+: ev.data)
+local atai_nvim = {}
+
+--- Follows job `id` every poll_interval until it is terminal: User
+--- AtaiJobUpdate on each change, User AtaiJobDone at the end, and
+--- on_update(job, done). Watching an id twice adds the listener.
+---@param id string
+---@param on_update? fun(job: atai.Job, done: boolean)
+function atai_nvim.watch(id, on_update) end
+
+--- Stops following job `id` (nothing when it is not watched).
+---@param id string
+function atai_nvim.unwatch(id) end
+
+--- "atai 2▶ 45%" (jobs watched, their mean progress), "" when nothing is
+--- watched: from state already held, no I/O (for 'statusline').
+---@return string
+function atai_nvim.statusline() end
+
+--- The ids being watched, sorted.
+---@return string[]
+function atai_nvim.watched() end
+
+--- The job ids seen since Neovim started, oldest first (what :Atai completes).
+---@return string[]
+function atai_nvim.seen_ids() end
+
+--- Opens the scratch buffer atai://jobs (atai://jobs/STATUS with a filter).
+---@param status? atai.Status
+---@return integer|nil bufnr
+function atai_nvim.open_jobs(status) end
+
+--- Opens atai://job/ID for the job id under the cursor.
+function atai_nvim.open_job_under_cursor() end
+
+--- vim.notify (or vim.g.atai.notify) with the "atai: " prefix and title.
+---@param msg string
+---@param level? integer  vim.log.levels
+---@param opts? table
+---@return any record  what the notify function returned (nvim-notify: a record to replace)
+function atai_nvim.notify(msg, level, opts) end
+
+--- The :Atai command's handler (opts as nvim_create_user_command gives).
+---@param opts {fargs: string[]}
+function atai_nvim.command(opts) end
+
+--- Completion of :Atai's arguments.
+---@param arglead string
+---@param cmdline string
+---@param cursor integer
+---@return string[]
+function atai_nvim.complete(arglead, cmdline, cursor) end
+
+--- atai.health: :checkhealth atai.
+---@class atai.health
+local atai_health = {}
+
+--- Runs the checks (called by :checkhealth atai).
+function atai_health.check() end
+
 return atai

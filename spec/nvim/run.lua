@@ -10,9 +10,9 @@
 -- build/luajit) and ATAI_NVIM_OTHER_BUILD (a build for another Lua, e.g.
 -- build/lua5.4, which must be refused with a clear message).
 --
--- Writes one line per check and a busted-style totals line to stdout
--- (Neovim's `print` goes to stderr, without newlines, in headless mode),
--- then quits: `qall!` when everything passed, `cquit 1` otherwise.
+-- Writes one line per check and a busted-style totals line to stdout, then
+-- quits (spec/nvim/harness.lua). The plugin (the runtimepath install) has
+-- its own runner: spec/nvim/plugin.lua.
 
 local ROOT = os.getenv("ATAI_ROOT") or vim.fn.getcwd()
 local BUILD = ROOT .. "/" .. (os.getenv("ATAI_NVIM_BUILD") or "build/luajit")
@@ -21,40 +21,8 @@ local JOB_ID = "job_2abc3def4ghi5jkl6mno7pqr"
 local LUA_PATH = ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;"
 local DEFAULT_CPATH = package.cpath -- Neovim's: finds Debian's lua-cjson for 5.1
 
-local out = io.stdout
-local function say(s)
-  out:write(s, "\n")
-  out:flush()
-end
-
-local counts = { successes = 0, failures = 0, errors = 0 }
-local started = os.clock()
-
--- A failed expectation (as opposed to an unexpected error).
-local Failure = {}
-local function expect(cond, message)
-  if not cond then error(setmetatable({ message = message }, Failure), 2) end
-end
-local function equal(expected, actual, what)
-  expect(expected == actual, ("%s: expected %s, got %s"):format(what, tostring(expected), tostring(actual)))
-end
-
-local function it(name, fn)
-  local ok, err = xpcall(fn, function(e)
-    if getmetatable(e) == Failure then return e end
-    return debug.traceback(tostring(e), 2)
-  end)
-  if ok then
-    counts.successes = counts.successes + 1
-    say("ok      " .. name)
-  elseif getmetatable(err) == Failure then
-    counts.failures = counts.failures + 1
-    say("FAIL    " .. name .. "\n        " .. err.message)
-  else
-    counts.errors = counts.errors + 1
-    say("ERROR   " .. name .. "\n        " .. tostring(err):gsub("\n", "\n        "))
-  end
-end
+local H = dofile(ROOT .. "/spec/nvim/harness.lua")
+local it, expect, equal, say = H.it, H.expect, H.equal, H.say
 
 -- Forgets every atai module, so the next require loads from the paths again.
 local function unload_atai()
@@ -147,20 +115,4 @@ local function main()
   end)
 end
 
-local ok, err = xpcall(main, debug.traceback)
-if not ok then
-  counts.errors = counts.errors + 1
-  say("ERROR   spec/nvim/run.lua\n        " .. tostring(err))
-end
-
-say(("%d %s / %d %s / %d %s / 0 pending : %f seconds"):format(
-  counts.successes, counts.successes == 1 and "success" or "successes",
-  counts.failures, counts.failures == 1 and "failure" or "failures",
-  counts.errors, counts.errors == 1 and "error" or "errors",
-  os.clock() - started))
-
-if counts.failures + counts.errors > 0 then
-  vim.cmd("cquit 1")
-else
-  vim.cmd("qall!")
-end
+H.finish("spec/nvim/run.lua", main)
