@@ -120,8 +120,8 @@ for _, rock in ipairs(ROCKSPECS) do
       end
     end)
 
-    it("copies plugin/ and doc/ (the Neovim plugin, for rocks.nvim) and examples/", function()
-      assert.are.same({ "examples", "plugin", "doc" }, spec.build.copy_directories)
+    it("copies plugin/ and doc/ (the Neovim plugin, for rocks.nvim), man/ (man -l) and examples/", function()
+      assert.are.same({ "examples", "man", "plugin", "doc" }, spec.build.copy_directories)
       assert.is_true(exists("plugin/atai.lua"))
       assert.is_true(exists("doc/atai.txt"))
     end)
