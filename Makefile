@@ -135,8 +135,8 @@ demo: deps
 	@sh scripts/demo.sh $(LUA) $(BUILD)
 
 # The line it prints to paste also sets LUA_PATH, LUA_CPATH and PATH for
-# this checkout (make env), so that examples/, bin/atai and README's
-# snippets run in the shell it is pasted into.
+# this checkout (make env), so that examples/, bin/atai and the
+# snippets of README.md and doc/ run in the shell it is pasted into.
 fake-server:
 	@$(MAKE) --no-print-directory deps LUA=lua5.4
 	@lua5.4 spec/support/fake_api.lua --user --port $(FAKE_PORT) \

@@ -8,7 +8,7 @@
 --
 -- libcurl is found by its library (libcurl.so) under /usr/local, /usr or /;
 -- for another prefix pass CURL_DIR=... or CURL_INCDIR=... CURL_LIBDIR=...
--- (see README.md, "Installing with LuaRocks").
+-- (see doc/getting-started.md, "Installing with LuaRocks").
 rockspec_format = "3.0"
 package = "atai"
 version = "scm-1"
@@ -91,7 +91,7 @@ build = {
   install = {
     bin = { atai = "bin/atai" },
   },
-  -- man/atai.1: LuaRocks installs no man pages; README shows `man -l`.
+  -- man/atai.1: LuaRocks installs no man pages; doc/getting-started.md shows `man -l`.
   -- plugin/ and doc/: the Neovim plugin (:Atai, :help atai) for
   -- rocks.nvim and luarocks.nvim, which add the rock's folder to the
   -- runtimepath.

@@ -9,7 +9,7 @@
 **
 ** -Wl,-E exports the program's Lua C API to the C modules it loads (such
 ** as atai.core); without it they cannot find lua_gettop and friends when
-** Lua is linked in statically (README "Embedding"). atai is found through
+** Lua is linked in statically (doc/async.md, "Embedding in a C program"). atai is found through
 ** LUA_PATH / LUA_CPATH and reads ATAI_API_KEY / ATAI_API_ENDPOINT, like
 ** every atai program.
 **

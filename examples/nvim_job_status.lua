@@ -2,7 +2,7 @@
 -- jobs without freezing the editor: a statusline-friendly string shows each
 -- watched job's status and progress, and a notification says when it ends.
 --
--- With atai's LuaJIT build on Neovim's paths (README "Neovim"), in init.lua:
+-- With atai's LuaJIT build on Neovim's paths (doc/neovim.md), in init.lua:
 --
 --   local jobs = dofile("/path/to/atai-lua/examples/nvim_job_status.lua")
 --   jobs.setup()   -- :AtaiWatch JOB_ID, :AtaiUnwatch

@@ -936,13 +936,13 @@ echo $?]]):format(env_prefix(), ROOT, err, err)
       end
     end)
 
-    it("help exit-codes: every code, the order, and the same codes in the README", function()
+    it("help exit-codes: every code, the order, and the same codes in doc/cli.md", function()
       local r = atai({ "help", "exit-codes" })
       assert.are.equal(0, r.code)
-      local readme = read_file("README.md")
+      local readme = read_file("doc/cli.md")
       for _, code in ipairs({ 0, 1, 2, 3, 4, 5, 6, 7, 8, 130 }) do
         assert.is_truthy(r.stdout:find("\n  " .. code .. " ", 1, true), code)
-        assert.is_truthy(readme:find("\n| " .. code .. " |", 1, true), "README has no row for exit code " .. code)
+        assert.is_truthy(readme:find("\n| " .. code .. " |", 1, true), "doc/cli.md has no row for exit code " .. code)
       end
       assert.is_truthy(r.stdout:find("130, 2, 4, 1, 5, 3, 6, 7, 8, 0", 1, true))
       assert.is_truthy(readme:find("130, 2, 4, 1, 5, 3, 6, 7, 8, 0", 1, true))

@@ -225,7 +225,7 @@ function handle.spawn(client, counted, name, fn, ...)
   return op
 end
 
---- atai.run(fn, ...) -> handle: see README "Coroutines".
+--- atai.run(fn, ...) -> handle: see doc/async.md, "Coroutines".
 function handle.run(fn, ...)
   if type(fn) ~= "function" then check.fail("run", 1, "function expected, got " .. type(fn)) end
   return handle.spawn(nil, false, "run", fn, ...)

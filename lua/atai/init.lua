@@ -88,7 +88,7 @@ function atai.succeeded(status_or_job)
   return status_of(status_or_job, "succeeded") == "COMPLETED"
 end
 
---- Creates a client: see README "Configuration" for the options.
+--- Creates a client: see doc/configuration.md for the options.
 function atai.new(opts)
   if opts ~= nil and type(opts) ~= "table" then
     error(("bad argument #1 to 'new' (options table expected, got %s)"):format(type(opts)), 2)
@@ -177,13 +177,13 @@ atai.async = setmetatable({}, {
   end,
 })
 
---- Waits for handles of any clients: values, errs (see README "Non-blocking use").
+--- Waits for handles of any clients: values, errs (see doc/async.md, "Non-blocking use").
 function atai.wait_all(handles, seconds)
   local values, errs = handle.wait_all(handles, seconds)
   return values, errs
 end
 
---- Runs fn(...) as a coroutine in which blocking calls await: see README "Coroutines".
+--- Runs fn(...) as a coroutine in which blocking calls await: see doc/async.md, "Coroutines".
 function atai.run(fn, ...)
   local h = handle.run(fn, ...)
   return h

@@ -77,7 +77,7 @@ function stream.file_id(fname, n, id)
   return (id:gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end))
 end
 
---- An error table of `kind` (see README "Errors").
+--- An error table of `kind` (see doc/errors.md).
 function stream.error(kind, message, fields)
   local e = { kind = kind, message = message }
   for k, v in pairs(fields or {}) do e[k] = v end

@@ -654,7 +654,7 @@ function atai_uv.attach(client, uv, opts) end
 local atai_cli = {}
 
 --- Runs one command line (`argv`: the words after the program's name, as
---- `arg` holds them) and returns its exit code (README, "Exit codes"); never
+--- `arg` holds them) and returns its exit code (doc/cli.md, "Exit codes"); never
 --- calls os.exit.
 ---@param argv string[]
 ---@param io? atai.CliStreams

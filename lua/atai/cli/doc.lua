@@ -89,7 +89,7 @@ function doc.man(registry, meta, version)
   lines[#lines + 1] = ".SH SEE ALSO"
   lines[#lines + 1] = "\\fBatai help\\fR \\fICOMMAND\\fR;"
   lines[#lines + 1] = "\\fBatai completion\\fR \\fIbash\\fR|\\fIzsh\\fR|\\fIfish\\fR;"
-  lines[#lines + 1] = "the README of atai (the Lua API)."
+  lines[#lines + 1] = "the README of atai and its guides in doc/ (the Lua API)."
   return table.concat(lines, "\n") .. "\n"
 end
 

@@ -2,8 +2,8 @@
 --
 --   local code = require("atai.cli").run(argv[, io])
 --
--- runs one command line and returns its exit code (README, "Command
--- line"); it never calls os.exit, so tests and other programs can run it
+-- runs one command line and returns its exit code (doc/cli.md,
+-- "The command line"); it never calls os.exit, so tests and other programs can run it
 -- in-process. `io` = { stdin, stdout, stderr } (file-like objects; default
 -- the process's) and optionally `getenv` (name -> value; default os.getenv).
 -- The commands live in atai.cli.job, atai.cli.files, atai.cli.pipeline and

@@ -10,7 +10,7 @@ local core = require("atai.core")
 
 local output = {}
 
---- Exit codes (README, "Exit codes").
+--- Exit codes (doc/cli.md, "Exit codes").
 output.EXIT = { ok = 0, runtime = 1, usage = 2, failed = 3, auth = 4, not_found = 5,
   cancelled = 6, timeout = 7, running = 8, interrupted = 130, broken_pipe = 141 }
 local EXIT = output.EXIT
