@@ -174,7 +174,10 @@ static void stream_prepare(Transfer *t, CURL *e) {
   s->content_length = -1;
   s->status_seen = s->to_file = 0;
   if (s->error != SE_IO) s->error = SE_NONE;
-  if (s->out) {
+  /* Only a file an earlier attempt wrote to is emptied: ext4 (auto_da_alloc)
+  ** flushes a file truncated to 0 when it is closed, so truncating the new,
+  ** still empty file made fclose wait while 1 GiB was written out. */
+  if (s->out && ftello(s->out) != 0) {
     rewind(s->out);
     if (ftruncate(fileno(s->out), 0) != 0) stream_io_error(s, errno, "write");
   }
