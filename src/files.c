@@ -173,6 +173,10 @@ static int stream_build_form(Stream *s, CURL *e) {
 ** libcurl frees the buffer when the transfer is done, so pooled easy
 ** handles do not keep it. */
 #define STREAM_RECV_BUFFER (512L * 1024)
+/* Its send buffer for an upload (default 64 KiB): as many bytes go per
+** fread and send(2). Four part PUTs at once at 64 KiB each took 30 % longer
+** than at 512 KiB on loopback: every send wakes the receiver. */
+#define STREAM_SEND_BUFFER (512L * 1024)
 
 /* Sets the stream's options on the attempt's easy handle, after the usual
 ** ones; the file goes back to its start (a retry rewrites it). */
@@ -209,6 +213,7 @@ static void stream_prepare(Transfer *t, CURL *e) {
     curl_easy_setopt(e, CURLOPT_SEEKDATA, (void *)s);
     curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, s->length);
   }
+  if (s->has_source) curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, STREAM_SEND_BUFFER);
 }
 
 /* An easy handle that ran a stream gets every option back to the pool's
