@@ -36,14 +36,31 @@
 # memory      ASYNC_N async get_jobs in batches of CONC (start CONC handles,
 #   wait for all, repeat; bench/memory.lua): RSS after ASYNC_N next to RSS
 #   after the first 1,000. Goal: growth <= 1 MiB.
+# transfer    a file of BENCH_TRANSFER_MB MiB (made once from /dev/urandom in
+#   build/bench/transfer/) moved on loopback by atai and by the curl tool,
+#   BENCH_TRANSFER_ROUNDS rounds of alternating runs (curl first in odd
+#   rounds, atai first in even ones), each destination removed before its
+#   run, each run timed whole (process start to exit, both alike):
+#   download  nginx (one worker, sendfile) serves the file: `curl -s -o DEST
+#             URL` next to client:download(URL, DEST) (bench/transfer.lua);
+#   upload    `curl -s -T FILE URL` (one PUT) next to client:upload_file(FILE)
+#             by the multipart flow: the same nginx answers initiate and
+#             complete with fixed JSON, whose parts (BENCH_PART_MB MiB) go as
+#             PUTs to static_server, which drops the bodies and answers with
+#             an ETag (nginx's DAV module sends none); curl -T goes there too.
+#   Prints the median MiB/s of each, their ratio, and atai's largest peak
+#   RSS growth (VmHWM at the end minus VmRSS before the transfer). Goals:
+#   >= 0.9x curl both ways, RSS growth < 32 MiB. Skipped without nginx/curl.
 # A build without client:get_jobs / client.async (0.1.0) skips those atai
 # clients with a note; the C baselines still run.
 #
-# Environment: BENCH_MEASURES ("single concurrent poll memory"),
+# Environment: BENCH_MEASURES ("single concurrent poll memory transfer"),
 # single: BENCH_N (5000), BENCH_WARMUP (200), BENCH_ROUNDS (5), BENCH_CG_N
 # (500; 0 skips callgrind); concurrent/poll/memory: BENCH_CONC (100),
 # BENCH_DELAY_MS (20), BENCH_CONC_ROUNDS (20), BENCH_SEQ_ROUNDS (2),
-# BENCH_POLL_ROUNDS (5), BENCH_ASYNC_N (100000, more than 1000); CC (cc).
+# BENCH_POLL_ROUNDS (5), BENCH_ASYNC_N (100000, more than 1000); transfer:
+# BENCH_TRANSFER_MB (1024), BENCH_TRANSFER_ROUNDS (5), BENCH_PART_MB (128);
+# CC (cc).
 # Exits 0 when every client ran and checked its answers; it asserts nothing
 # about speed (a goal not met is printed, not failed).
 set -eu
@@ -51,7 +68,7 @@ set -eu
 lua=${1:-lua5.4}
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=$root/build/bench
-measures=${BENCH_MEASURES:-single concurrent poll memory}
+measures=${BENCH_MEASURES:-single concurrent poll memory transfer}
 n=${BENCH_N:-5000}
 warmup=${BENCH_WARMUP:-200}
 rounds=${BENCH_ROUNDS:-5}
@@ -63,6 +80,9 @@ seq_rounds=${BENCH_SEQ_ROUNDS:-2}
 poll_rounds=${BENCH_POLL_ROUNDS:-5}
 async_n=${BENCH_ASYNC_N:-100000}
 async_mark=1000
+transfer_mb=${BENCH_TRANSFER_MB:-1024}
+transfer_rounds=${BENCH_TRANSFER_ROUNDS:-5}
+part_mb=${BENCH_PART_MB:-128}
 cc=${CC:-cc}
 fixture=$root/spec/fixtures/job_completed_tep.json
 reference=$root/bench/reference.txt
@@ -85,8 +105,11 @@ positive BENCH_SEQ_ROUNDS "$seq_rounds"
 positive BENCH_POLL_ROUNDS "$poll_rounds"
 positive BENCH_ASYNC_N "$async_n"
 [ "$async_n" -gt "$async_mark" ] || die "BENCH_ASYNC_N must be more than $async_mark, got '$async_n'"
+positive BENCH_TRANSFER_MB "$transfer_mb"
+positive BENCH_TRANSFER_ROUNDS "$transfer_rounds"
+positive BENCH_PART_MB "$part_mb"
 for m in $measures; do
-  case "$m" in single | concurrent | poll | memory) ;; *) die "unknown measure '$m' in BENCH_MEASURES" ;; esac
+  case "$m" in single | concurrent | poll | memory | transfer) ;; *) die "unknown measure '$m' in BENCH_MEASURES" ;; esac
 done
 wants() { case " $measures " in *" $1 "*) return 0 ;; esac; return 1; }
 
@@ -109,11 +132,13 @@ done
 
 # --- server -----------------------------------------------------------------
 # start_server DELAY_MS: a static_server in the background; sets port.
+# start_server_body FILE [DELAY_MS]: the same, answering with FILE.
 # stop_server: stops it; sets server_stats to "REQUESTS CONNECTIONS CPU_US".
 server_pid=
 server_stats=
-start_server() {
-  "$out/static_server" "$fixture" "$1" >"$out/server.out" 2>"$out/server.log" &
+start_server() { start_server_body "$fixture" "$1"; }
+start_server_body() {
+  "$out/static_server" "$@" >"$out/server.out" 2>"$out/server.log" &
   server_pid=$!
   port=
   tries=0
@@ -135,7 +160,7 @@ stop_server() {
       "$out/server.log")
   fi
 }
-trap stop_server EXIT
+trap 'stop_server; stop_nginx' EXIT
 trap 'exit 130' INT TERM
 
 # result NAME CMD...: runs a client; prints its "RESULT NAME ..." or
@@ -360,6 +385,209 @@ measure_memory() {
   }'
 }
 
-for m in single concurrent poll memory; do
+# --- transfer: a big file each way, next to the curl tool -------------------
+nginx_pid=
+stop_nginx() {
+  if [ -n "$nginx_pid" ]; then
+    kill "$nginx_pid" 2>/dev/null || true
+    wait "$nginx_pid" 2>/dev/null || true
+    nginx_pid=
+  fi
+}
+
+# initiate_json SIZE: the bench API's initiate reply, parts of part_mb MiB
+# covering SIZE bytes, each a PUT to static_server (on $port).
+initiate_json() {
+  awk -v size="$1" -v part=$((part_mb * 1048576)) -v port="$port" 'BEGIN {
+    q = "\""
+    for (off = 0; off < size; off += part) {
+      len = size - off < part ? size - off : part
+      parts = parts (n ? "," : "") sprintf("{%spart_number%s:%d,%surl%s:%shttp://127.0.0.1:%d/storage/part%d%s,%soffset%s:%.0f,%slength%s:%.0f}",
+        q, q, n + 1, q, q, q, port, n + 1, q, q, q, off, q, q, len)
+      n++
+    }
+    printf "{%supload_id%s:%supl_bench%s,%sfile_uid%s:%sfil_bench%s,%snum_parts%s:%d,%spart_size%s:%d,%sparts%s:[%s]}",
+      q, q, q, q, q, q, q, q, q, q, n, q, q, part, q, q, parts
+  }'
+}
+
+# start_nginx DIR SIZE: nginx (one worker) serving DIR/www on a free port
+# (sets nginx_port), and the bench's upload API: initiate, complete, abort
+# answered with fixed JSON.
+start_nginx() {
+  ng_dir=$1
+  ng_tries=0
+  while :; do
+    ng_tries=$((ng_tries + 1))
+    [ "$ng_tries" -le 20 ] || die "nginx did not start: $(tail -n 3 "$ng_dir/error.log" "$ng_dir/stderr.log" 2>/dev/null)"
+    nginx_port=$((20000 + ($$ * 7 + ng_tries * 7919) % 40000))
+    cat >"$ng_dir/nginx.conf" <<NGINX
+daemon off;
+worker_processes 1;
+pid $ng_dir/nginx.pid;
+error_log $ng_dir/error.log;
+events { worker_connections 64; }
+http {
+  access_log off;
+  sendfile on;
+  client_body_temp_path $ng_dir/tmp;
+  proxy_temp_path $ng_dir/tmp;
+  fastcgi_temp_path $ng_dir/tmp;
+  uwsgi_temp_path $ng_dir/tmp;
+  scgi_temp_path $ng_dir/tmp;
+  server {
+    listen 127.0.0.1:$nginx_port;
+    root $ng_dir/www;
+    default_type application/octet-stream;
+    location = /v0.5/files/uploads/initiate {
+      default_type application/json;
+      return 200 '$(initiate_json "$2")';
+    }
+    location ~ ^/v0.5/files/uploads/[^/]+/complete\$ {
+      default_type application/json;
+      return 200 '{"file_uid":"fil_bench","file_name":"src.bin","file_status":"Registered","num_bytes":$2}';
+    }
+    location ~ ^/v0.5/files/uploads/[^/]+/abort\$ { return 200 ''; }
+  }
+}
+NGINX
+    : >"$ng_dir/error.log"
+    nginx -p "$ng_dir" -c "$ng_dir/nginx.conf" -e "$ng_dir/error.log" 2>"$ng_dir/stderr.log" &
+    nginx_pid=$!
+    ng_waited=0
+    while [ "$ng_waited" -lt 50 ]; do
+      if curl -sf -o /dev/null -r 0-0 "http://127.0.0.1:$nginx_port/src.bin"; then return 0; fi
+      kill -0 "$nginx_pid" 2>/dev/null || break
+      sleep 0.1
+      ng_waited=$((ng_waited + 1))
+    done
+    stop_nginx
+  done
+}
+
+# now_us: a wall clock in microseconds (GNU date).
+now_us() { echo $(($(date +%s%N) / 1000)); }
+
+# transfer_run NAME CMD...: runs CMD timed from start to exit and appends
+# "NAME MICROSECONDS RSS_GROWTH_KIB" to $results (growth: from atai's RESULT
+# line, "-" for curl). Returns 1 after printing a SKIP line.
+transfer_run() {
+  tr_name=$1
+  shift
+  tr_t0=$(now_us)
+  tr_line=$("$@") || die "$tr_name failed"
+  tr_t1=$(now_us)
+  tr_rss=-
+  case "$tr_line" in
+    "SKIP "*)
+      echo "$tr_line"
+      return 1
+      ;;
+    "RESULT "*)
+      # shellcheck disable=SC2086
+      set -- $tr_line
+      [ "$3" = "$size" ] || die "$tr_name moved $3 bytes, not $size"
+      tr_rss=$4
+      ;;
+    "") ;;
+    *) die "$tr_name printed no RESULT line: $tr_line" ;;
+  esac
+  echo "$tr_name $((tr_t1 - tr_t0)) $tr_rss" >>"$results"
+}
+
+# One run of CLIENT (curl or atai) in DIRECTION (download or upload).
+transfer_one() {
+  dest=$tdir/dest.$1
+  rm -f "$dest"
+  case "$1 $2" in
+    "curl download")
+      transfer_run curl_download curl -sSf -o "$dest" "$url"
+      [ "$(wc -c <"$dest")" -eq "$size" ] || die "curl downloaded $(wc -c <"$dest") bytes, not $size"
+      ;;
+    "atai download")
+      transfer_run atai_download "$lua" "$root/bench/transfer.lua" download "$url" "$dest" || return 1
+      if [ "$round" -eq 1 ]; then cmp -s "$src" "$dest" || die "atai's download differs from the file"; fi
+      ;;
+    "curl upload") transfer_run curl_upload curl -sSf -T "$src" -o /dev/null "$put_url" ;;
+    "atai upload") transfer_run atai_upload "$lua" "$root/bench/transfer.lua" upload "$nginx_port" "$src" ;;
+  esac
+  rm -f "$dest"
+}
+
+transfer_table() {
+  awk -v mb="$transfer_mb" -v rounds="$transfer_rounds" -v part="$part_mb" '
+  { us[$1] = us[$1] " " $2; if ($3 != "-" && $3 + 0 > rss[$1] + 0) rss[$1] = $3 }
+  function median(list,   n, v, i, j, t) {
+    n = split(list, v, " ")
+    for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
+    return v[int((n + 1) / 2)]
+  }
+  function speed(name) { return mb / (median(us[name]) / 1e6) }
+  END {
+    printf "\natai bench, transfer: a %d MiB file on loopback, atai next to curl, median of %d\n", mb, rounds
+    printf "alternating runs each, every run timed from process start to exit\n\n"
+    printf "%-46s %10s %10s %7s %15s\n", "direction", "atai MiB/s", "curl MiB/s", "ratio", "atai RSS peak"
+    label["download"] = "download: client:download vs curl -o"
+    label["upload"] = sprintf("upload: upload_file (%d MiB parts) vs curl -T", part)
+    n = split("download upload", dirs, " ")
+    for (i = 1; i <= n; i++) {
+      d = dirs[i]
+      ratio[d] = speed("atai_" d) / speed("curl_" d)
+      printf "%-46s %10.1f %10.1f %6.2fx %+11.1f MiB\n", label[d], speed("atai_" d), speed("curl_" d), ratio[d],
+        rss["atai_" d] / 1024
+    }
+    print ""
+    for (i = 1; i <= n; i++) {
+      d = dirs[i]
+      printf "goal: %s >= 0.9x curl: %s (%.2fx); peak RSS growth < 32 MiB: %s (%+.1f MiB)\n", d,
+        (ratio[d] >= 0.9) ? "met" : "NOT met", ratio[d], (rss["atai_" d] < 32768) ? "met" : "NOT met",
+        rss["atai_" d] / 1024
+    }
+    print "nginx: 1 worker, sendfile; PUTs (atai parts, curl -T) to static_server, which drops the bodies"
+  }' "$results"
+}
+
+measure_transfer() {
+  for tool in nginx curl; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+      printf '\natai bench, transfer: skipped: %s is not installed\n' "$tool"
+      return
+    fi
+  done
+  tdir=$out/transfer
+  src=$tdir/www/src.bin
+  size=$((transfer_mb * 1048576))
+  results=$out/transfer.txt
+  mkdir -p "$tdir/www" "$tdir/tmp"
+  if [ ! -f "$src" ] || [ "$(wc -c <"$src")" -ne "$size" ]; then
+    head -c "$size" /dev/urandom >"$src.new" && mv "$src.new" "$src"
+  fi
+  echo '{}' >"$tdir/empty.json"
+  start_server_body "$tdir/empty.json"
+  start_nginx "$tdir" "$size"
+  url=http://127.0.0.1:$nginx_port/src.bin
+  put_url=http://127.0.0.1:$port/storage/whole
+  : >"$results"
+  round=1
+  while [ "$round" -le "$transfer_rounds" ]; do
+    if [ $((round % 2)) -eq 1 ]; then order="curl atai"; else order="atai curl"; fi
+    for direction in download upload; do
+      for who in $order; do
+        if ! transfer_one "$who" "$direction"; then
+          stop_nginx
+          stop_server
+          printf '\natai bench, transfer: skipped (see the SKIP line above)\n'
+          return
+        fi
+      done
+    done
+    round=$((round + 1))
+  done
+  stop_nginx
+  stop_server
+  transfer_table
+}
+
+for m in single concurrent poll memory transfer; do
   if wants "$m"; then "measure_$m"; fi
 done

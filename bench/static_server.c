@@ -9,6 +9,12 @@
 ** thread, one poll() loop, non-blocking sockets, pipelining allowed; the
 ** response is built once, so each request costs a recv and a send.
 **
+** A request whose body does not fit in IN_CAP (a PUT of a file part) is
+** read and thrown away as it arrives, after a "100 Continue" when it asks
+** for one, and answered once it is all in. A PUT is answered with an empty
+** 200 carrying an ETag (the storage of a multipart upload; nginx's DAV
+** module sends no ETag), whatever its size.
+**
 ** With DELAY_MS, each response is held back until DELAY_MS milliseconds
 ** after its request arrived: every owed response has its own due time and
 ** the poll() timeout runs to the earliest one, so up to MAX_CONN keep-alive
@@ -41,6 +47,7 @@
 #define MAX_OWED 32  /* responses owed per connection (pipelining depth) */
 #define IN_CAP 16384 /* a request's headers (plus any body) must fit */
 #define LIFETIME 300 /* seconds */
+#define DROP_CAP (256 * 1024) /* bytes read at once of a body thrown away */
 
 typedef struct Conn {
   int fd;
@@ -48,6 +55,9 @@ typedef struct Conn {
   char in[IN_CAP];
   unsigned queued;      /* responses owed, the first one partly sent */
   unsigned queued_head; /* bit k: the k-th owed response is a HEAD reply */
+  unsigned queued_put;  /* bit k: the k-th owed response is a PUT's (ETag) */
+  long long drop;       /* bytes still to come of a big body thrown away */
+  int drop_put;         /* that body's request is a PUT */
   unsigned first;       /* ring index in due[] of the first owed response */
   double due[MAX_OWED]; /* when each owed response may go, in ms (monotonic) */
   size_t off;      /* bytes of the first queued response already sent */
@@ -58,6 +68,11 @@ static volatile sig_atomic_t stop_signal = 0;
 static char *response;        /* headers + body */
 static size_t response_len;   /* headers + body */
 static size_t head_len;       /* headers only */
+static const char put_response[] = "HTTP/1.1 200 OK\r\n"
+                                   "ETag: \"0123456789abcdef0123456789abcdef\"\r\n"
+                                   "Content-Length: 0\r\n"
+                                   "\r\n";
+static const char continue_response[] = "HTTP/1.1 100 Continue\r\n\r\n";
 static double delay_ms;       /* how long each response is held back */
 static Conn conns[MAX_CONN];
 static int conn_end;          /* conns[conn_end..] are all unused */
@@ -135,6 +150,16 @@ static int contains_ci(const char *p, const char *end, const char *word) {
   return 0;
 }
 
+/* Owes c the response to a request (a HEAD's, a PUT's or the file), due
+** DELAY_MS from `now`. */
+static void queue_response(Conn *c, int is_head, int is_put, double now) {
+  c->queued_head |= (unsigned)is_head << c->queued;
+  c->queued_put |= (unsigned)is_put << c->queued;
+  c->due[(c->first + c->queued) % MAX_OWED] = now + delay_ms;
+  c->queued++;
+  requests_served++;
+}
+
 /* Queues a response, due DELAY_MS from `now`, for every complete request in
 ** c->in while fewer than MAX_OWED are owed. Returns -1 when the input cannot
 ** be a request we can handle. */
@@ -142,8 +167,8 @@ static int parse_requests(Conn *c, double now) {
   for (;;) {
     const char *start = c->in, *end, *line, *v;
     size_t total;
-    long body = 0;
-    int is_head;
+    long long body = 0;
+    int is_head, is_put, expect_continue = 0;
     if (c->in_len < 4 || c->queued == MAX_OWED) return 0;
     end = NULL;
     {
@@ -157,25 +182,35 @@ static int parse_requests(Conn *c, double now) {
     }
     if (!end) return c->in_len >= IN_CAP ? -1 : 0;
     is_head = c->in_len >= 5 && memcmp(start, "HEAD ", 5) == 0;
+    is_put = c->in_len >= 4 && memcmp(start, "PUT ", 4) == 0;
     line = memchr(start, '\n', (size_t)(end - start));
     while (line && line < end) {
       const char *eol;
       line++;
       eol = memchr(line, '\r', (size_t)(end + 2 - line));
       if (!eol) eol = end;
-      if (header_is(line, eol, "content-length:", &v)) body = strtol(v, NULL, 10);
+      if (header_is(line, eol, "content-length:", &v)) body = strtoll(v, NULL, 10);
+      else if (header_is(line, eol, "expect:", &v) && contains_ci(v, eol, "100-continue"))
+        expect_continue = 1;
       else if (header_is(line, eol, "connection:", &v) && contains_ci(v, eol, "close"))
         c->close_after = 1;
       line = memchr(line, '\n', (size_t)(end + 2 - line));
     }
     if (body < 0) return -1;
+    if (body > IN_CAP - (long long)(end - start) - 4) {
+      /* too big to hold: thrown away as it comes (on_readable), answered
+      ** once all in; the bytes already here count */
+      size_t head = (size_t)(end - start) + 4;
+      if (expect_continue && c->in_len == head)
+        (void)send(c->fd, continue_response, sizeof continue_response - 1, MSG_NOSIGNAL);
+      c->drop = body - (long long)(c->in_len - head);
+      c->drop_put = is_put;
+      c->in_len = 0;
+      return 0;
+    }
     total = (size_t)(end - start) + 4 + (size_t)body;
-    if (total > IN_CAP) return -1;
     if (c->in_len < total) return 0;
-    c->queued_head |= (unsigned)is_head << c->queued;
-    c->due[(c->first + c->queued) % MAX_OWED] = now + delay_ms;
-    c->queued++;
-    requests_served++;
+    queue_response(c, is_head, is_put, now);
     memmove(c->in, c->in + total, c->in_len - total);
     c->in_len -= total;
     if (c->close_after) {
@@ -194,8 +229,9 @@ static int first_due(const Conn *c, double now) {
 ** is sent after a "Connection: close". */
 static int flush(Conn *c, double now) {
   while (first_due(c, now)) {
-    size_t len = (c->queued_head & 1u) ? head_len : response_len;
-    ssize_t n = send(c->fd, response + c->off, len - c->off, MSG_NOSIGNAL);
+    const char *data = (c->queued_put & 1u) ? put_response : response;
+    size_t len = (c->queued_put & 1u) ? sizeof put_response - 1 : (c->queued_head & 1u) ? head_len : response_len;
+    ssize_t n = send(c->fd, data + c->off, len - c->off, MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR) continue;
       return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
@@ -205,6 +241,7 @@ static int flush(Conn *c, double now) {
       c->off = 0;
       c->queued--;
       c->queued_head >>= 1;
+      c->queued_put >>= 1;
       c->first = (c->first + 1) % MAX_OWED;
     }
   }
@@ -240,14 +277,42 @@ static void accept_all(int lfd) {
     if (i >= conn_end) conn_end = i + 1;
     conns[i].fd = fd;
     conns[i].in_len = 0;
-    conns[i].queued = conns[i].queued_head = conns[i].first = 0;
+    conns[i].queued = conns[i].queued_head = conns[i].queued_put = conns[i].first = 0;
+    conns[i].drop = 0;
     conns[i].off = 0;
     conns[i].close_after = 0;
     connections_accepted++;
   }
 }
 
+/* Reads and throws away what comes of a big body; once it is all in, owes
+** its response and keeps the bytes after it. Returns -1 on a closed or
+** failed connection, 1 while more of the body is to come, else 0. */
+static int drop_body(Conn *c, double now) {
+  static char scratch[DROP_CAP];
+  while (c->drop > 0) {
+    ssize_t n = recv(c->fd, scratch, sizeof scratch, 0);
+    if (n == 0) return -1;
+    if (n < 0) return errno == EINTR ? 0 : (errno == EAGAIN || errno == EWOULDBLOCK) ? 1 : -1;
+    if ((long long)n > c->drop) { /* the next request begins */
+      size_t extra = (size_t)(n - c->drop);
+      if (extra > IN_CAP) return -1;
+      memcpy(c->in, scratch + (n - (ssize_t)extra), extra);
+      c->in_len = extra;
+      n = (ssize_t)c->drop;
+    }
+    c->drop -= n;
+  }
+  queue_response(c, 0, c->drop_put, now);
+  return 0;
+}
+
 static void on_readable(Conn *c, double now) {
+  if (c->drop > 0) {
+    int dropping = drop_body(c, now);
+    if (dropping < 0) conn_close(c);
+    if (dropping != 0) return;
+  }
   while (c->in_len < IN_CAP) { /* a full c->in waits for owed responses */
     ssize_t n = recv(c->fd, c->in + c->in_len, IN_CAP - c->in_len, 0);
     if (n == 0) {
@@ -268,6 +333,7 @@ static void on_readable(Conn *c, double now) {
       conn_close(c);
       return;
     }
+    if (c->drop > 0) break; /* the rest of that body: at the next POLLIN */
   }
   if (serve(c, now) < 0) conn_close(c);
 }

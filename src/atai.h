@@ -154,6 +154,7 @@ typedef struct Client {
   int nwatches, watches_cap;
   int in_callback;             /* a guarded callback is running */
   int in_free_callback;        /* a blocking call's own callback is running */
+  unsigned long callbacks_run; /* callbacks run so far (client:_step) */
   int close_requested;         /* close() called from a callback: apply after it */
   int closing;
   int released;                /* curl handles gone (closed) */

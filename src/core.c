@@ -238,6 +238,7 @@ static const luaL_Reg client_methods[] = {
   {"_call", l_client_call},
   {"_start", l_client_start},
   {"poll", l_client_poll},
+  {"_step", l_client_step},
   {"pending", l_client_pending},
   {"timeout", l_client_timeout},
   {"sockets", l_client_sockets},

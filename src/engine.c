@@ -485,6 +485,7 @@ static int run_one(lua_State *L, Client *c) {
   if (c && !free_call) c->in_callback++;
   if (c && free_call) c->in_free_callback++;
   status = lua_pcall(L, n, 0, 0);
+  if (c) c->callbacks_run++;
   if (c && !free_call) c->in_callback--;
   if (c && free_call) c->in_free_callback--;
   if (status != LUA_OK) lua_error(L); /* after the flag is down */
@@ -778,13 +779,29 @@ static int engine_step(lua_State *L, Client *c, double wait, double until, Trans
   return completed;
 }
 
+/* Steps the engine until a handle has completed (with `any_callback`: or
+** any callback has run), or `seconds` have passed, or the budget's end
+** `until` (> 0) has; returns how many handles completed. */
+static int poll_loop(lua_State *L, Client *c, double start, double seconds, double until,
+                     int any_callback) {
+  unsigned long callbacks_before = c->callbacks_run;
+  int completed = 0;
+  do {
+    double left = start + seconds - monotonic_seconds();
+    completed += engine_step(L, c, left < WAIT_SLICE ? left : WAIT_SLICE, until, NULL);
+    if (c->released) break;
+    if (until > 0 && monotonic_seconds() > until) break;
+    if (any_callback && c->callbacks_run != callbacks_before) break;
+  } while (completed == 0 && monotonic_seconds() < start + seconds);
+  return completed;
+}
+
 /* client:poll([seconds [, {budget = s}]]) -> handles completed in this call.
 ** Does all ready work and delivers completions and callbacks; when nothing
 ** completed yet it waits for I/O or a due time, at most `seconds`. */
 static int l_client_poll(lua_State *L) {
   Client *c = check_client(L, 1, 1);
   double seconds = luaL_optnumber(L, 2, 0), budget = 0, start, until = 0;
-  int completed = 0;
   if (!(seconds >= 0 && seconds <= 1e9)) return arg_error(L, 2, "poll", "seconds: number >= 0 expected");
   if (!lua_isnoneornil(L, 3)) {
     luaL_checktype(L, 3, LUA_TTABLE);
@@ -797,13 +814,20 @@ static int l_client_poll(lua_State *L) {
   }
   start = monotonic_seconds();
   if (budget > 0) until = start + budget;
-  do {
-    double left = start + seconds - monotonic_seconds();
-    completed += engine_step(L, c, left < WAIT_SLICE ? left : WAIT_SLICE, until, NULL);
-    if (c->released) break;
-    if (until > 0 && monotonic_seconds() > until) break;
-  } while (completed == 0 && monotonic_seconds() < start + seconds);
-  lua_pushinteger(L, completed);
+  lua_pushinteger(L, poll_loop(L, c, start, seconds, until, 0));
+  return 1;
+}
+
+/* client:_step(seconds) -> handles completed: poll(seconds) that returns as
+** soon as a callback has run too. Op:_wait drives the engine with it: a Lua
+** handle completes inside a callback, which poll does not count, so the
+** waiter sat idle for the rest of its 0.1 s slice (on average 50 ms at the
+** end of every blocking upload or download). */
+static int l_client_step(lua_State *L) {
+  Client *c = check_client(L, 1, 1);
+  double seconds = luaL_checknumber(L, 2);
+  if (!(seconds >= 0 && seconds <= 1e9)) return arg_error(L, 2, "_step", "seconds: number >= 0 expected");
+  lua_pushinteger(L, poll_loop(L, c, monotonic_seconds(), seconds, 0, 1));
   return 1;
 }
 

@@ -99,7 +99,8 @@ function Op:cancel()
 end
 
 -- Drives the engine of whatever the handle waits on until it is done or
--- `seconds` have passed. Each poll returns to Lua at least every 100 ms.
+-- `seconds` have passed. Each step returns to Lua at least every 100 ms,
+-- and as soon as a callback ran (the one that may have completed self).
 function Op:_wait(seconds)
   local deadline = seconds and core.now() + seconds
   while not self.res do
@@ -107,7 +108,7 @@ function Op:_wait(seconds)
     local left = deadline and deadline - core.now()
     if left and left <= 0 then break end
     if not client then break end
-    client:poll(left and math.min(left, 0.1) or 0.1)
+    client:_step(left and math.min(left, 0.1) or 0.1)
   end
   if not self.res then return nil, pending_error("the wait timed out; the operation goes on") end
   return unpack(self.res, 1, self.res.n)
