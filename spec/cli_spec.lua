@@ -851,6 +851,210 @@ echo $?]]):format(env_prefix(), ROOT, err, err)
     end)
   end)
 
+  -- Issues 14 and 15 end to end: the flags the CLI gained for the library's
+  -- new options (--max-seconds, --resume) and what they print, against the
+  -- fake API (upload faults, part counters) and the hostile storage host.
+  describe("end to end: --max-seconds, --resume, rate and ETA", function()
+    local TEP = "job_2abc3def4ghi5jkl6mno7pqr"
+    local KB = 1024
+    local KEPT = "atai: upload %s kept: run the same command with --resume to continue\n"
+    local dir, host
+
+    -- spec/support/hostile_storage.lua: {endpoint, url(path), outputs(list), stop()}.
+    local function start_storage()
+      local handle, port = server.spawn { script = "spec/support/hostile_storage.lua",
+        args = { "--port", "0", "--ttl", "300" }, what = "hostile storage" }
+      local h = { endpoint = "http://127.0.0.1:" .. port .. "/v0.5" }
+      function h.url(path) return "http://127.0.0.1:" .. port .. path end
+      local function control(method, path, body)
+        local conn = assert(server.connect("127.0.0.1", port))
+        local resp = assert(conn:request { method = method, path = path, body = body,
+          headers = { ["Content-Type"] = "application/json", Connection = "close" } })
+        conn:close()
+        assert(resp.status == 200, "hostile storage control: " .. tostring(resp.status))
+      end
+      -- The listing's outputs: {id, ref, filename, num_bytes}.
+      function h.outputs(list)
+        local objects = {}
+        for i, o in ipairs(list) do
+          objects[i] = cjson.encode { id = o[1], data = { ref = o[2], filename = o[3], num_bytes = o[4] } }
+        end
+        control("POST", "/_hostile/outputs?total=" .. #list, "[" .. table.concat(objects, ",") .. "]")
+      end
+      function h.stop()
+        pcall(control, "POST", "/_fake/shutdown")
+        handle:close()
+      end
+      return h
+    end
+
+    setup(function() host = start_storage() end)
+    teardown(function() host.stop() end)
+    before_each(function() dir = helpers.tmpdir() end)
+    after_each(function() helpers.remove(dir) end)
+
+    -- A file of n bytes that differ from part to part; its path.
+    local function file(name, n)
+      local chunks = {}
+      for i = 0, math.floor(n / 64) do chunks[#chunks + 1] = ("%063d\n"):format(i * 7919 % 1000003) end
+      local path = dir .. "/" .. name
+      write_file(path, table.concat(chunks):sub(1, n))
+      return path
+    end
+
+    local function puts() return #helpers.requests(srv, "/_storage/", "PUT") end
+    local function aborts()
+      local n = 0
+      for _, r in ipairs(helpers.requests(srv, "/v0.5/files/uploads/", "POST")) do
+        if r.path:find("/abort$") then n = n + 1 end
+      end
+      return n
+    end
+
+    -- The whole file's CRC-32C as the fake server keeps it (base64 of 4 big-endian bytes).
+    local function checksum_of(text)
+      local crc = require("atai.core").crc32c(text)
+      return require("atai.core").base64(string.char(math.floor(crc / 16777216) % 256,
+        math.floor(crc / 65536) % 256, math.floor(crc / 256) % 256, crc % 256))
+    end
+
+    -- The one upload the fake server knows: upload, id.
+    local function the_upload()
+      local id, upload = next(srv:stats().uploads)
+      return upload, id
+    end
+
+    -- PUTs to storage: `n` that pass, then `after` (each).
+    local function puts_then(n, after, count)
+      local responses = {}
+      for i = 1, n do responses[i] = { pass = true } end
+      for i = n + 1, n + (count or 8) do responses[i] = after end
+      srv:fault { method = "PUT", path_prefix = "/_storage/", responses = responses }
+    end
+
+    it("job outputs --download --max-seconds 1: a trickling output fails as timeout, its partial file removed (exit 1)", function()
+      host.outputs { { "out_slow", host.url("/trickle/100/50"), "slow.bin", 100 }, -- 5 s of body
+        { "out_ok", host.url("/blob/30"), "ok.bin", 30 } }
+      local r = atai({ "job", "outputs", TEP, "--download", dir, "--max-seconds", "1", "--json" },
+        { env = { ATAI_API_ENDPOINT = host.endpoint } })
+      assert.are.equal(1, r.code, r.stderr)
+      assert.is_truthy(r.stderr:find("atai: out_slow (slow.bin): timeout error", 1, true), r.stderr)
+      assert.is_truthy(r.stderr:find("max_seconds", 1, true), r.stderr)
+      local doc = r.json()
+      assert.are.equal(1, doc.downloaded)
+      assert.are.equal(1, #doc.failed)
+      assert.are.same({ "out_slow", "slow.bin", "timeout" }, { doc.failed[1].output_id, doc.failed[1].filename,
+        doc.failed[1].kind })
+      assert.are.same({ "ok.bin" }, helpers.list(dir)) -- no slow.bin, no temporary file
+      assert_clean(r)
+    end)
+
+    it("job outputs --download: a body past its num_bytes fails as too_large, nothing left of it (exit 1)", function()
+      host.outputs { { "out_big", host.url("/length/31457280"), "big.bin", 10 } } -- 30 MiB for 10 declared
+      local r = atai({ "job", "outputs", TEP, "--download", dir }, { env = { ATAI_API_ENDPOINT = host.endpoint } })
+      assert.are.equal(1, r.code, r.stderr)
+      assert.is_truthy(r.stderr:find("atai: out_big (big.bin): too_large error", 1, true), r.stderr)
+      assert.are.equal("0 downloaded, 0 skipped (complete), 1 failed; 0 B into " .. dir .. "\n", r.stdout)
+      assert.are.same({}, helpers.list(dir))
+    end)
+
+    it("files upload --resume: a failure keeps the upload (its id on stderr, exit 1); again: only the rest is sent", function()
+      srv:config { part_size = 16 * KB }
+      local path = file("keep.csv", 96 * KB) -- 6 parts, small enough for the simple route: --resume forces parts
+      puts_then(2, { status = 500 }, 1)
+      local command = { "files", "upload", path, "--resume", "--parallel", "1", "--retries", "0" }
+      local r = atai(command)
+      assert.are.equal(1, r.code, r.stderr)
+      local upload, id = the_upload()
+      assert.are.equal("open", upload.status)
+      assert.is_truthy(r.stderr:find(KEPT:format(id), 1, true), r.stderr)
+      assert.are.equal(1, select(2, r.stderr:gsub("kept:", "")))
+      assert.are.equal("", r.stdout)
+      assert.are.equal(0, aborts())
+      local checkpointed = 0
+      for _, part in ipairs(upload.parts) do if part.checkpointed then checkpointed = checkpointed + 1 end end
+      assert.are.equal(2, checkpointed)
+      local before = puts()
+      r = atai(command)
+      assert.are.equal(0, r.code, r.stderr)
+      assert.are.equal("keep.csv\t96.0 KiB\tmultipart\n", r.stdout)
+      assert.are.equal("", r.stderr)
+      assert.are.equal(4, puts() - before) -- parts 2..5 only
+      assert.are.equal("completed", srv:stats().uploads[id].status)
+      assert.are.equal(checksum_of(read_file(path)), srv:stats().uploads[id].checksum)
+      assert_clean(r)
+    end)
+
+    it("files upload without --resume: a failed multipart upload is aborted, no kept line (exit 1)", function()
+      srv:config { part_size = 16 * KB }
+      local path = file("lines.jsonl", 64 * KB) -- JSONL: by parts whatever its size
+      puts_then(1, { status = 500 }, 1)
+      local r = atai({ "files", "upload", path, "--parallel", "1", "--retries", "0" })
+      assert.are.equal(1, r.code, r.stderr)
+      assert.is_truthy(r.stderr:find("lines.jsonl: server error", 1, true), r.stderr)
+      assert.is_nil(r.stderr:find("kept", 1, true), r.stderr)
+      assert.are.equal("aborted", the_upload().status)
+      assert.are.equal(1, aborts())
+    end)
+
+    process_it("Ctrl-C during bin/atai files upload --resume: exit 130, the upload kept and said so; --resume ends it", function()
+      srv:config { part_size = 16 * KB }
+      local path = file("ctrlc.csv", 128 * KB) -- 8 parts
+      puts_then(2, { delay = 10, pass = true }, 1) -- the third part hangs until Ctrl-C
+      local pid_file, code_file, err_file = dir .. "/pid", dir .. "/code", dir .. "/err"
+      os.execute(("sh -c %s &"):format(quote(("%s %s/bin/atai files upload %s --resume --parallel 1 2>%s & echo $! >%s; wait $!; echo $? >%s")
+        :format(env_prefix(), ROOT, quote(path), quote(err_file), quote(pid_file), quote(code_file)))))
+      local hanging = false
+      for _ = 1, 200 do -- the third PUT hangs, the two parts before it are checkpointed
+        local upload = the_upload()
+        hanging = helpers.read(pid_file) and puts() >= 3 and upload and upload.parts[2].checkpointed
+        if hanging then break end
+        socket.sleep(0.05)
+      end
+      assert.is_true(hanging, "parts 0 and 1 checkpointed while part 2 is on its way")
+      os.execute("kill -INT " .. helpers.read(pid_file))
+      for _ = 1, 200 do
+        if helpers.read(code_file) then break end
+        socket.sleep(0.05)
+      end
+      local stderr = helpers.read(err_file) or ""
+      assert.are.equal("130", (helpers.read(code_file) or ""):match("%d+"), stderr)
+      local upload, id = the_upload()
+      assert.are.equal("open", upload.status)
+      assert.are.equal(0, aborts())
+      assert.is_truthy(stderr:find(KEPT:format(id), 1, true), stderr)
+      assert.is_truthy(stderr:find("atai: interrupted", 1, true), stderr)
+      local before = puts()
+      local r = atai({ "files", "upload", path, "--resume", "--parallel", "1" })
+      assert.are.equal(0, r.code, r.stderr)
+      upload = srv:stats().uploads[id]
+      assert.are.equal("completed", upload.status)
+      assert.are.equal(6, puts() - before) -- parts 2..7: 0 and 1 were checkpointed
+      assert.are.equal(checksum_of(read_file(path)), upload.checksum)
+    end)
+
+    process_it("on a terminal, upload and download lines show the rate in MiB/s and the ETA", function()
+      srv:config { part_size = 16 * KB }
+      local path = file("rate.csv", 96 * KB) -- 6 parts, 0.15 s each
+      local slow = {}
+      for i = 1, 6 do slow[i] = { delay = 0.15, pass = true } end
+      srv:fault { method = "PUT", path_prefix = "/_storage/", responses = slow }
+      local text, code = atai_tty({ "files", "upload", path, "--resume", "--parallel", "1" }, nil, 200)
+      assert.are.equal(0, code, text)
+      local RATE_ETA = "%d+%.%d MiB/s  ETA %d+:%d%d"
+      assert.is_truthy(text:find("rate.csv  %[[#.]+%]  [%d.]+ KiB / 96.0 KiB +%d+%%  " .. RATE_ETA), text)
+      -- two outputs one after the other, each pausing half way: in the second
+      -- pause the rate has samples from the first (3 MiB of 4 done)
+      srv:control("POST", "/_fake/outputs", { job_id = TEP, outputs = { { filename = "a.bin", num_bytes = 2097152 },
+        { filename = "b.bin", num_bytes = 2097152 } } })
+      local pause = { stall_after_bytes = 1048576, stall = 0.6 }
+      srv:fault { method = "GET", path_prefix = "/_blob/", responses = { pause, pause } }
+      text, code = atai_tty({ "job", "outputs", TEP, "--download", dir .. "/out", "--parallel", "1" }, nil, 200)
+      assert.are.equal(0, code, text)
+      assert.is_truthy(text:find(TEP .. "  %[[#.]+%]  3.0 MiB / 4.0 MiB   75%%  1/2 files  " .. RATE_ETA), text)
+    end)
+  end)
+
   describe("pipelines, pipeline, queue", function()
     it("pipelines --type: one line per pipeline; --json an array", function()
       local r = atai({ "pipelines", "--type", "training" })

@@ -251,6 +251,24 @@ describe("big uploads", function()
       assert.is_false(upload.parts[1].checkpointed)
     end)
 
+    it("a part's checkpoint goes when the call in flight answers, not when the next part is done", function()
+      t.srv:config { part_size = 16 * KB }
+      -- part 0's checkpoint answers after part 1 is done; part 2 then takes 1 s:
+      -- part 1's checkpoint must not wait for it (a Ctrl-C there would lose it)
+      t.srv:fault { method = "POST", path_prefix = "/v0.5/files/uploads/", responses = { { pass = true },
+        { delay = 0.3, pass = true } } }
+      t.srv:fault { method = "PUT", path_prefix = "/_storage/", responses = { { pass = true }, { pass = true },
+        { delay = 1, pass = true } } }
+      local seen = false -- part 1 checkpointed while part 2 was on its way
+      local path = file("early.csv", 64 * KB) -- 4 parts
+      assert(t.client:upload_file(path, { resume = true, concurrency = 1, on_progress = function()
+        local upload = the_upload()
+        seen = seen or (upload and upload.parts[2].checkpointed and not upload.parts[3].checkpointed) or false
+      end }))
+      assert.is_true(seen)
+      assert.are.equal("completed", the_upload().status)
+    end)
+
     it("a failed resumable upload is kept (no abort): err.upload_id, err.resumable; resuming sends only what is left", function()
       t.srv:config { part_size = 16 * KB }
       local fails = {}

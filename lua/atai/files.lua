@@ -198,7 +198,7 @@ Checkpoints.__index = Checkpoints
 
 local function checkpoints(client, upload_id)
   return setmetatable({ client = client, path = "/files/uploads/" .. upload_id .. "/parts/checkpoint",
-    pending = {}, done = {} }, Checkpoints)
+    pending = {}, done = {}, live = true }, Checkpoints)
 end
 
 -- Takes the answer of the call in flight, if it came.
@@ -224,6 +224,12 @@ function Checkpoints:pump(token)
   local list = {}
   for i, t in ipairs(self.sent) do list[i] = t end
   self.inflight = self.client:_start("POST", self.path, { body = { parts = array(list) } }):_internal()
+  -- the parts that finished meanwhile go as soon as it answers, not when the
+  -- next part finishes: a long part (or a Ctrl-C during it) must not hold
+  -- them back; `live` ends with the parts' transfers (a closed client: none)
+  self.inflight:_on_done(function(_, err)
+    if self.live and not (type(err) == "table" and err.kind == "cancelled") then self:pump() end
+  end)
 end
 
 -- Checkpoints every part sent so far: waits for the call in flight, sends
@@ -247,6 +253,7 @@ local function send_parts(client, st, source, parts, u, o)
   batch.bytes_settled = u.size - u.to_send
   st.cleanup = function()
     batch:cancel_all()
+    if u.checkpoints then u.checkpoints.live = false end
     if not o.resume then return start_abort(client, u.id) end
   end
   local queue, cursor = {}, 1
@@ -379,6 +386,7 @@ local function upload_multipart(client, st, source, size, o)
     u.to_send = 0
     for _, p in ipairs(parts) do u.to_send = u.to_send + p.length end
     ok, perr = send_parts(client, st, source, parts, u, o)
+    if u.checkpoints then u.checkpoints.live = false end -- flush() sends the rest
   end
   local done
   if ok then
