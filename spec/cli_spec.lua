@@ -857,7 +857,7 @@ echo $?]]):format(env_prefix(), ROOT, err, err)
   describe("end to end: --max-seconds, --resume, rate and ETA", function()
     local TEP = "job_2abc3def4ghi5jkl6mno7pqr"
     local KB = 1024
-    local KEPT = "atai: upload %s kept: run the same command with --resume to continue\n"
+    local KEPT = "upload %s kept: run the same command with --resume to continue\n"
     local dir, host
 
     -- spec/support/hostile_storage.lua: {endpoint, url(path), outputs(list), stop()}.
@@ -1235,7 +1235,7 @@ echo $?]]):format(env_prefix(), ROOT, err, err)
       local out = require("atai.cli.output").new { stdout = sink(), stderr = err }
       files.kept(out, { kind = "network", resumable = true, upload_id = "upl_123" })
       files.kept(out, { kind = "network" })
-      assert.are.equal("atai: upload upl_123 kept: run the same command with --resume to continue\n", err:text())
+      assert.are.equal("upload upl_123 kept: run the same command with --resume to continue\n", err:text())
     end)
 
     it("transfer lines show the rate and the ETA", function()

@@ -8,10 +8,14 @@ local list = require("atai.cli.list")
 
 local EXIT = output.EXIT
 
--- Says how to go on with an upload the server keeps (opts.resume).
+-- Says how to go on with an upload the server keeps (opts.resume): the
+-- line stands alone, without the "atai: " of error lines, so that scripts
+-- can match it whole.
 local function kept(out, err)
   if type(err) == "table" and err.resumable and err.upload_id then
-    out:err(("upload %s kept: run the same command with --resume to continue"):format(tostring(err.upload_id)))
+    local line = ("upload %s kept: run the same command with --resume to continue"):format(tostring(err.upload_id))
+    out:write("stderr", output.escape(line), "\n")
+    out:flush("stderr")
   end
 end
 
