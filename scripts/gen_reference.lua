@@ -132,7 +132,7 @@ local function parse(path)
       pending.generic = rest
     elseif tag == "type" then
       pending.type = rest
-    elseif tag then
+    elseif tag then -- luacheck: ignore 542
       -- ---@meta and tags this generator does not use
     elseif line:match("^%-%-%-") and not line:match("^%-%-%-%-") then
       pending.text[#pending.text + 1] = line:match("^%-%-%-%s?(.-)%s*$")
