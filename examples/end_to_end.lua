@@ -7,7 +7,8 @@
 -- prints (it points atai at the fake server and finds this checkout's atai;
 -- the ids and files below are ones the fake server and the checkout have):
 --
---   lua5.4 examples/end_to_end.lua examples/data/volve_inference.csv "${TMPDIR:-/tmp}/atai-out" normal=examples/data/normal.csv
+--   lua5.4 examples/end_to_end.lua examples/data/volve_inference.csv \
+--     "${TMPDIR:-/tmp}/atai-out" normal=examples/data/normal.csv
 --
 -- For the real API: atai installed or `eval "$(make -s env)"`, your key in
 -- ATAI_API_KEY (ATAI_API_ENDPOINT unset), and your own files:
@@ -99,7 +100,8 @@ final, err = atai.wait_job(job.id, {
   timeout = 6 * 3600,
   on_update = function(j)
     local p = atai.progress(j)
-    show(("%-12s %s"):format(j.status, p and ("%3.0f%%  %d of %d inputs done"):format(p.percent, p.done, p.total) or ""))
+    local done = p and ("%3.0f%%  %d of %d inputs done"):format(p.percent, p.done, p.total) or ""
+    show(("%-12s %s"):format(j.status, done))
   end,
 })
 if not final then fail(err) end

@@ -14,7 +14,11 @@
 -- line `make fake-server` prints, then from the checkout's root (it exits
 -- 1 unless the watched job shows COMPLETED within a second):
 --
---   nvim --headless -u NONE --cmd "lua package.cpath = 'build/luajit/?.so;' .. package.cpath" -c "lua dofile('examples/nvim_job_status.lua').setup()" -c "AtaiWatch job_2abc3def4ghi5jkl6mno7pqr" -c "sleep 1" -c "lua print(AtaiJobStatus())" -c "lua if not AtaiJobStatus():find('COMPLETED') then vim.cmd('cquit 1') end" -c "qa!"
+--   nvim --headless -u NONE \
+--     --cmd "lua package.cpath = 'build/luajit/?.so;' .. package.cpath" \
+--     -c "lua dofile('examples/nvim_job_status.lua').setup()" \
+--     -c "AtaiWatch job_2abc3def4ghi5jkl6mno7pqr" -c "sleep 1" -c "lua print(AtaiJobStatus())" \
+--     -c "lua if not AtaiJobStatus():find('COMPLETED') then vim.cmd('cquit 1') end" -c "qa!"
 -- setup{client = c, interval = s}: the client (default: atai's default
 -- client, from ATAI_API_KEY and ATAI_API_ENDPOINT) and the first pause
 -- between polls (default 2 s). atai.uv drives the client from Neovim's

@@ -38,7 +38,8 @@
 -- fragment (not a whole program: a signature, a part of a larger one, a
 -- config file of another tool). An example script runs the command its
 -- header shows, the first comment line that starts with "--   lua5.4
--- examples/" or "--   nvim " (one of them per example).
+-- examples/" or "--   nvim " (one of them per example), with the comment
+-- lines it continues with a trailing backslash.
 --
 -- Ends with one line "doctest: N blocks ran, M not run" (example scripts
 -- count as blocks), then one line per skip reason; exits 1 when a block
@@ -151,7 +152,11 @@ local function example_block(path)
     i = i + 1
     if not line:match("^%-%-") and not line:match("^%s*$") then break end
     local c = line:match("^%-%-   (lua5%.4 examples/.*)$") or line:match("^%-%-   (nvim .*)$")
-    if c and not command then command, n = c, i end
+    if command and command:match("\\$") then
+      command = command .. "\n" .. (line:match("^%-%-(.*)$") or "")
+    elseif c and not command then
+      command, n = c, i
+    end
   end
   if not command then
     usage_error(path .. ": no run line in its header (\"--   lua5.4 " .. path .. " ...\")")

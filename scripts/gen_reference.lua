@@ -132,7 +132,7 @@ local function parse(path)
       pending.generic = rest
     elseif tag == "type" then
       pending.type = rest
-    elseif tag then
+    elseif tag then -- luacheck: ignore 542
       -- ---@meta and tags this generator does not use
     elseif line:match("^%-%-%-") and not line:match("^%-%-%-%-") then
       pending.text[#pending.text + 1] = line:match("^%-%-%-%s?(.-)%s*$")
@@ -230,7 +230,8 @@ local function write_function(fn, receiver)
     line("| Parameter | Type | |")
     line("|---|---|---|")
     for _, p in ipairs(fn.params) do
-      line(("| %s%s | %s | %s |"):format(code_cell(p.name), p.optional and " (optional)" or "", code_cell(p.type), cell(p.text)))
+      line(("| %s%s | %s | %s |"):format(code_cell(p.name), p.optional and " (optional)" or "", code_cell(p.type),
+        cell(p.text)))
     end
     line()
   end
@@ -252,7 +253,8 @@ local function write_fields(cls)
   line("| Field | Type | |")
   line("|---|---|---|")
   for _, fld in ipairs(cls.fields) do
-    line(("| %s%s | %s | %s |"):format(code_cell(fld.name), fld.optional and " (optional)" or "", code_cell(fld.type), cell(fld.text)))
+    line(("| %s%s | %s | %s |"):format(code_cell(fld.name), fld.optional and " (optional)" or "", code_cell(fld.type),
+      cell(fld.text)))
   end
   line()
 end
@@ -268,7 +270,9 @@ end
 -- Strings of an alias: "a"|"b"|... or the ---| lines.
 local function alias_values(alias)
   local values = {}
-  for _, v in ipairs(alias.values) do values[#values + 1] = { value = v.value:gsub('^"(.*)"$', "%1"), text = v.text } end
+  for _, v in ipairs(alias.values) do
+    values[#values + 1] = { value = v.value:gsub('^"(.*)"$', "%1"), text = v.text }
+  end
   if alias.type then
     for s in alias.type:gmatch('"([^"]*)"') do values[#values + 1] = { value = s } end
   end
@@ -332,7 +336,8 @@ local function generate(model, options)
     if twins then
       line(("### Default-client functions of %s"):format(cls.name))
       line()
-      line(("Each calls the method of the same name on the default client (%s with the"):format(code(cls.name .. ".default_client()")))
+      line(("Each calls the method of the same name on the default client (%s with the")
+        :format(code(cls.name .. ".default_client()")))
       line("options of `atai.configure`, or the environment): same arguments but the receiver, same results.")
       line()
       line("| Function | Type |")
@@ -368,13 +373,16 @@ local function generate(model, options)
   for _, name in ipairs(order) do
     local o, fld = options[name], documented[name] or {}
     local accepts = o.description or o.kind
-    line(("| %s | %s | %s | %s |"):format(code_cell(name), cell(accepts), cell(value_text(o.default, o.unit)), cell(fld.text)))
+    line(("| %s | %s | %s | %s |"):format(code_cell(name), cell(accepts), cell(value_text(o.default, o.unit)),
+      cell(fld.text)))
   end
   local missing = {}
   for _, fld in ipairs(options_class and options_class.fields or {}) do
     if not options[fld.name] then missing[#missing + 1] = fld.name end
   end
-  if #missing > 0 then fail("atai.Options fields that are not in atai.config.OPTIONS: " .. table.concat(missing, ", ")) end
+  if #missing > 0 then
+    fail("atai.Options fields that are not in atai.config.OPTIONS: " .. table.concat(missing, ", "))
+  end
   line()
 
   line("## Error kinds")

@@ -110,10 +110,13 @@ describe("batch API", function()
       { "numeric version", { name = "n", pipeline_type = "batch", pipeline_key = MSC, pipeline_version = 1 }, "spec.pipeline_version" },
       { "unknown field", { name = "n", pipeline_type = "batch", pipeline_key = MSC, priority = 1 }, "unknown field spec.priority" },
       { "inputs not a table", { name = "n", pipeline_type = "batch", pipeline_key = MSC, inputs = "a.csv" }, "spec.inputs: table expected" },
-      { "input without file_id", { name = "n", pipeline_type = "batch", pipeline_key = MSC, inputs = { p = { { id = "x" } } } }, "spec.inputs[p][1]" },
-      { "input list as a map", { name = "n", pipeline_type = "batch", pipeline_key = MSC, inputs = { p = { a = { file_id = "x" } } } }, "list of files expected" },
+      { "input without file_id", { name = "n", pipeline_type = "batch", pipeline_key = MSC, inputs = { p = { { id = "x" } } } },
+        "spec.inputs[p][1]" },
+      { "input list as a map", { name = "n", pipeline_type = "batch", pipeline_key = MSC, inputs = { p = { a = { file_id = "x" } } } },
+        "list of files expected" },
       { "parameters not a table", { name = "n", pipeline_type = "batch", pipeline_key = MSC, parameters = 3 }, "spec.parameters: table expected" },
-      { "parameters with a function", { name = "n", pipeline_type = "batch", pipeline_key = MSC, parameters = { f = print } }, "request body: cannot encode a function" },
+      { "parameters with a function", { name = "n", pipeline_type = "batch", pipeline_key = MSC, parameters = { f = print } },
+        "request body: cannot encode a function" },
     }
     for _, case in ipairs(bad) do
       it("raises before sending: " .. case[1], function()
@@ -340,8 +343,10 @@ describe("batch API", function()
     assert.is_false(ok)
     assert.is_truthy(msg:find("api_spec.lua:%d+: bad argument #1 to 'job_events'"), msg)
     ok, msg = pcall(function() t.client:create_job({}) end)
+    assert.is_false(ok)
     assert.is_truthy(msg:find("api_spec.lua:%d+: bad argument #1 to 'create_job'"), msg)
     ok, msg = pcall(function() atai.find_pipeline(5) end)
+    assert.is_false(ok)
     assert.is_truthy(msg:find("api_spec.lua:%d+: bad argument #1 to 'find_pipeline'"), msg)
   end)
 

@@ -185,7 +185,7 @@ describe("downloads", function()
       assert.are.equal(helpers.blob(made[1].id, 300000), helpers.read(dir .. "/cut.csv"))
 
       t.srv:reset()
-      made = outputs { { filename = "cut.csv", num_bytes = 300000 } }
+      outputs { { filename = "cut.csv", num_bytes = 300000 } }
       helpers.remove(dir)
       dir = helpers.tmpdir()
       t.srv:fault { method = "GET", path_prefix = "/_blob/", responses = {

@@ -4,7 +4,6 @@
 -- no error, on_exchange or on_retry info, handle text or --verbose line
 -- (finding 10). The "storage" is the fake API's loopback server answering
 -- injected faults on paths outside /v0.5: not under the client's endpoint.
-local atai = require("atai")
 local fake_api = require("spec.support.fake")
 local helpers = require("spec.support.files")
 local util = require("spec.support.util")

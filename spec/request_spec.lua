@@ -163,7 +163,8 @@ describe("request", function()
       { "query key a number", function() t.client:request("GET", "/x", { query = { "a" } }) end, "keys must be strings" },
       { "header with CRLF", function() t.client:request("GET", "/x", { headers = { X = "a\r\nB: c" } }) end, "invalid header" },
       { "header name with space", function() t.client:request("GET", "/x", { headers = { ["X Y"] = "a" } }) end, "invalid header" },
-      { "Authorization header", function() t.client:request("GET", "/x", { headers = { authorization = "Bearer x" } }) end, "Authorization is set from api_key" },
+      { "Authorization header", function() t.client:request("GET", "/x", { headers = { authorization = "Bearer x" } }) end,
+        "Authorization is set from api_key" },
       { "body with a function", function() t.client:request("POST", "/x", { body = { f = print } }) end, "request body: cannot encode a function" },
       { "body with NaN", function() t.client:request("POST", "/x", { body = { n = 0 / 0 } }) end, "request body: cannot encode NaN" },
       { "body with a boolean key", function() t.client:request("POST", "/x", { body = { [true] = 1 } }) end, "keys must be strings" },
@@ -222,6 +223,8 @@ describe("request", function()
         assert.are.equal(1, n)
         t.srv:reset()
         n, body, err = retries_of(method, { delay = 1 }, { timeout = 0.2 })
+        assert.are.equal(1, n)
+        assert.is_nil(body)
         assert.are.equal("timeout", err.kind)
         assert.are.equal(1, err.attempts)
       end)

@@ -240,6 +240,7 @@ describe("atai.uv under luv", function()
   it("prints a callback's error with its traceback to stderr by default", function()
     local written = {}
     local real = io.stderr
+    -- luacheck: push ignore 122 (atai.uv writes to whatever io.stderr is then)
     io.stderr = { write = function(_, ...) for _, s in ipairs({ ... }) do written[#written + 1] = s end end,
       flush = function() end }
     finally(function() io.stderr = real end)
@@ -247,6 +248,7 @@ describe("atai.uv under luv", function()
     t.client.async:get_job(SEED):on_done(function() error("unhandled in a callback") end)
     run_loop()
     io.stderr = real
+    -- luacheck: pop
     local text = table.concat(written)
     assert.is_truthy(text:find("atai.uv: a callback raised: ", 1, true), text)
     assert.is_truthy(text:find("unhandled in a callback", 1, true), text)

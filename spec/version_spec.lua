@@ -67,7 +67,7 @@ describe("the version", function()
     assert.is_true(#headings > 0, "CHANGELOG.md has no ## headings")
     local first = 1
     if headings[1] == "## [Unreleased]" then first = 2 end
-    local version, date = (headings[first] or ""):match("^## %[(%d+%.%d+%.%d+)%] %- (%d%d%d%d%-%d%d%-%d%d)")
+    local version = (headings[first] or ""):match("^## %[(%d+%.%d+%.%d+)%] %- (%d%d%d%d%-%d%d%-%d%d)")
     assert.is_truthy(version, "not a dated version heading: " .. tostring(headings[first]))
     assert.are.equal(HEADER_VERSION, version)
     -- Every later heading is a dated version too (Keep a Changelog).

@@ -46,7 +46,8 @@ api.LISTS = {
   { "job_outputs", "/batch/jobs/{id}/outputs", fields(true, { port_name = "string", input_id = "string" }),
     "outputs", "each_output" },
   { "pipelines", "/batch/registry/pipelines",
-    fields(true, { pipeline_type = "string", visibility = "string", status = "string" }), "pipelines", "each_pipeline" },
+    fields(true, { pipeline_type = "string", visibility = "string", status = "string" }),
+    "pipelines", "each_pipeline" },
 }
 
 -- The fields of a job spec and whether each is required.

@@ -94,7 +94,8 @@ local function check_option(fname, argn, label, name, value)
   local option = OPTIONS[name]
   if not option then check.fail(fname, argn, ("unknown option '%s'"):format(tostring(name))) end
   if not option.check(value) then
-    check.fail(fname, argn, ("%s: %s expected, got %s"):format(label:format(name), option.description, got(option, value)))
+    check.fail(fname, argn,
+      ("%s: %s expected, got %s"):format(label:format(name), option.description, got(option, value)))
   end
   return value
 end

@@ -290,7 +290,8 @@ function Run:start(task)
   task.deadline = task.deadline or (o.max_seconds and core.now() + o.max_seconds)
   if task.deadline and core.now() >= task.deadline then return nil, too_slow(o) end
   if task.bad_size then
-    return nil, stream.error("decode", "the output's data.num_bytes is not a size: " .. tostring(task.output.data.num_bytes))
+    return nil,
+      stream.error("decode", "the output's data.num_bytes is not a size: " .. tostring(task.output.data.num_bytes))
   end
   if task.refreshes == 0 and expired(task.output) then
     self.stale[#self.stale + 1] = task

@@ -138,14 +138,18 @@ local function check_parts(init, size, resumed)
   local parts, seen, default_expiry = {}, {}, stream.epoch(init.expires_at)
   for i, p in ipairs(init.parts) do
     local part, why = read_part(p, size, default_expiry)
-    if not part or seen[part.part_number] then return nil, ("parts[%d] %s"):format(i, why or "repeats a part_number") end
+    if not part or seen[part.part_number] then
+      return nil, ("parts[%d] %s"):format(i, why or "repeats a part_number")
+    end
     seen[part.part_number] = true
     parts[i] = part
   end
   table.sort(parts, function(a, b) return a.offset < b.offset end)
   local at = 0
   for _, p in ipairs(parts) do
-    if p.offset < at or (not resumed and p.offset ~= at) then return nil, "the parts do not cover the file byte for byte" end
+    if p.offset < at or (not resumed and p.offset ~= at) then
+      return nil, "the parts do not cover the file byte for byte"
+    end
     at = p.offset + p.length
   end
   if not resumed and at ~= size then return nil, ("the parts cover %.0f bytes, the file has %.0f"):format(at, size) end

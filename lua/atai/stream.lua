@@ -56,7 +56,9 @@ end
 function stream.url_problem(url)
   if type(url) ~= "string" then return "URL string expected, got " .. type(url) end
   local bad = url:find("[^\33-\126]")
-  if bad then return ("a URL with a blank, control or non-ASCII byte (0x%02X at %d) is refused"):format(url:byte(bad), bad) end
+  if bad then
+    return ("a URL with a blank, control or non-ASCII byte (0x%02X at %d) is refused"):format(url:byte(bad), bad)
+  end
   local scheme, authority = url:match("^(%a[%w+.-]*)://([^/?#]*)")
   if not scheme then return "not an absolute http(s) URL" end
   if authority:find("@", 1, true) then return "a URL with credentials is refused" end

@@ -67,7 +67,8 @@ local MS = 1000
 
 -- Which C functions start a transfer, by methods table.
 local STARTS = {
-  { core.Async, { "get_job", "request", "sleep" }, function(view) return type(view) == "table" and rawget(view, 1) or nil end },
+  { core.Async, { "get_job", "request", "sleep" },
+    function(view) return type(view) == "table" and rawget(view, 1) or nil end },
   { core.Client, { "get_job", "request", "_call", "_start" }, function(client) return client end },
 }
 local originals -- { {table, name, original, wrapper}, ... } while wrapped

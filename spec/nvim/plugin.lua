@@ -131,7 +131,8 @@ local function main()
     local log = vim.fn.tempname()
     local output = vim.fn.system({ "timeout", "30", vim.v.progpath, "--headless", "-u", "NORC", "-i", "NONE",
       "--cmd", "set rtp+=" .. ROOT, "--startuptime", log,
-      "-c", "lua io.stdout:write('MODULES ', vim.inspect(vim.tbl_filter(function(n) return n:match('^atai') end, vim.tbl_keys(package.loaded))), '\\n')",
+      "-c", "lua io.stdout:write('MODULES ', vim.inspect(vim.tbl_filter(function(n) return n:match('^atai') end,"
+        .. " vim.tbl_keys(package.loaded))), '\\n')",
       "-c", "qa!" })
     equal(0, vim.v.shell_error, "exit status (" .. output .. ")")
     expect(output:find("MODULES {}", 1, true), "atai modules loaded at startup: " .. output)

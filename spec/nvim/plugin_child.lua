@@ -28,15 +28,6 @@ vim.notify = function(msg, level) notes[#notes + 1] = { msg = msg, level = level
 
 local function lines() return vim.api.nvim_buf_get_lines(0, 0, -1, false) end
 
-local function atai_modules()
-  local names = {}
-  for name in pairs(package.loaded) do
-    if name == "atai" or name:sub(1, 5) == "atai." then names[#names + 1] = name end
-  end
-  table.sort(names)
-  return names
-end
-
 local CHILDREN = {}
 
 function CHILDREN.wrong_lua()

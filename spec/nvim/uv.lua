@@ -142,7 +142,7 @@ return function(t)
     local ok, err = pcall(function()
       local client = new_client { endpoint = slow_endpoint }
       local detach = atai_uv.attach(client, uv)
-      local hs = {}
+      local hs = {} -- luacheck: ignore 241 (keeps the handles referenced until detach)
       for i = 1, 3 do hs[i] = client.async:get_job(SEED) end
       wait_for(function() return next(client:sockets()) ~= nil end)
       vim.wait(30)

@@ -138,7 +138,7 @@ function Server:log_since(before, want)
 end
 
 --- How many distinct connections the log entries used.
-function Server:connections(entries)
+function Server:connections(entries) -- luacheck: ignore 212/self
   local seen, n = {}, 0
   for _, e in ipairs(entries) do
     if not seen[e.connection] then seen[e.connection], n = true, n + 1 end

@@ -81,7 +81,7 @@ local function list_jobs(req)
 end
 
 -- GET /batch/jobs/{id}: a simulated job advances one step per GET.
-local function get_job(req, id)
+local function get_job(_, id)
   local rec = need_job(id)
   advance(rec)
   return 200, job_body(rec)
@@ -168,7 +168,7 @@ local function write_reply(rec, fields)
 end
 
 -- POST /batch/jobs/{id}/cancel (409 unless cancellable).
-local function cancel_job(req, id)
+local function cancel_job(_, id)
   local rec = need_job(id)
   local job = rec.job
   if not CANCELLABLE[job.status] then
@@ -182,7 +182,7 @@ local function cancel_job(req, id)
 end
 
 -- POST /batch/jobs/{id}/retry (409 unless FAILED or CANCELLED).
-local function retry_job(req, id)
+local function retry_job(_, id)
   local rec = need_job(id)
   local job = rec.job
   if not RETRYABLE[job.status] then
@@ -207,7 +207,7 @@ local function retry_job(req, id)
 end
 
 -- DELETE /batch/jobs/{id}.
-local function delete_job(req, id)
+local function delete_job(_, id)
   need_job(id)
   state.store.jobs[id] = nil
   return 200, json.object({ id = id, deleted = true }, { "id", "deleted" })

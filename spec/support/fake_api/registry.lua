@@ -102,14 +102,14 @@ local function find_pipeline(id)
 end
 
 -- GET /batch/registry/pipelines/{id}: documented bodies verbatim, else the synthetic one.
-local function get_pipeline(req, id)
+local function get_pipeline(_, id)
   local doc = state.store.pipeline_docs[id]
   if doc then return 200, doc.get end
   return 200, find_pipeline(id)
 end
 
 -- GET /batch/registry/pipelines/{id}/schema.
-local function get_pipeline_schema(req, id)
+local function get_pipeline_schema(_, id)
   local doc = state.store.pipeline_docs[id]
   if doc then return 200, doc.schema end
   return 200, schema_of(find_pipeline(id))

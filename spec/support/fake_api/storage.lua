@@ -93,7 +93,7 @@ function storage.fresh_outputs(list)
 end
 
 -- GET /_blob/<key>: the blob's bytes, streamed.
-local function get_blob(req, key)
+local function get_blob(_, key)
   local b = state.blobs[key]
   if not b then return s3_error(404, "NoSuchKey", "The specified key does not exist.") end
   return { status = 200, headers = { ["Content-Type"] = "application/octet-stream" },
