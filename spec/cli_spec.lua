@@ -1328,7 +1328,9 @@ complete -p atai
     end)
 
     process_it("man -l man/atai.1 shows every command", function()
-      local p = assert(io.popen("MANWIDTH=100 man -l man/atai.1 2>&1"))
+      -- man and troff run without make sanitize's preloaded ASan runtime
+      -- (their own leaks and mismatches are not atai's).
+      local p = assert(io.popen("env -u LD_PRELOAD MANWIDTH=100 man -l man/atai.1 2>&1"))
       local text = p:read("*a")
       p:close()
       for _, c in ipairs(require("atai.cli.commands").list) do
