@@ -1,16 +1,39 @@
 /*
 ** atai_units.h: the one place the header and URL harnesses reach into
-** atai.core. It includes the whole module source (its luaopen_ renamed so
-** the harness exports nothing of it) and wraps the functions under test in
-** units_* adapters; the harnesses call only those. When the engine moves
-** into other files, repoint the #include and the adapters, not the harnesses.
+** atai.core. It includes the layers they test, the way src/core.c includes
+** them (one translation unit, so their static functions are callable):
+** the plain-C bottom, args.c and transfer.c (libcurl's header callback),
+** nothing above (no engine, no delivery, no bindings), and wraps the
+** functions under test in units_* adapters; the harnesses call only those.
+** When a function moves to another file, repoint the #include and the
+** adapters, not the harnesses (scripts/callgraph.lua lists the layers).
 */
 #ifndef ATAI_FUZZ_UNITS_H
 #define ATAI_FUZZ_UNITS_H
 
-#define luaopen_atai_core atai_fuzz_unused_open
-#include "../src/core.c"
-#undef luaopen_atai_core
+#define _POSIX_C_SOURCE 200809L
+
+#include <errno.h>
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <poll.h>
+
+#include <curl/curl.h>
+
+#include "../src/compat.h"
+
+#include "../src/util.c"
+#include "../src/buffer.c"
+#include "../src/json.c"
+#include "../src/error.c"
+#include "../src/atai.h"
+#include "../src/headers.c"
+#include "../src/args.c"
+#include "../src/transfer.c"
 
 /* What the units use: a client (base URL) and one transfer of it (its
 ** response-header buffer and URL), as the engine pairs them. */
@@ -58,14 +81,14 @@ static const char *units_response_header(UnitsClient *u, const char *name, size_
 
 /* Retry-After in seconds (0..RETRY_AFTER_MAX), or -1. */
 static double units_retry_after(UnitsClient *u) {
-  return retry_after_seconds(&u->t);
+  return retry_after_seconds(&u->t.resp_headers);
 }
 
 #define UNITS_RETRY_AFTER_MAX RETRY_AFTER_MAX
 
 /* Pushes the kept headers as a table (lowercase name -> value). */
 static void units_push_headers(lua_State *L, UnitsClient *u) {
-  push_response_headers(L, &u->t);
+  push_response_headers(L, &u->t.resp_headers);
 }
 
 /* Raises an argument error unless the string at idx is a request path. */

@@ -325,3 +325,24 @@ static void build_headers(lua_State *L, Client *c, Transfer *t, int extra, int h
     lua_pop(L, 2); /* the line and the value */
   }
 }
+
+
+/* ======================================================================
+** Userdata types (for the bindings of layer 4)
+** ====================================================================== */
+
+/* Makes metatable `name` with `meta` and a methods table (its __index,
+** unless `index` is given) holding `methods`; leaves the methods table on
+** the stack. Expects the decode upvalue at `decode`. */
+static void new_type(lua_State *L, const char *name, const luaL_Reg *meta,
+                     const luaL_Reg *methods, int decode) {
+  luaL_newmetatable(L, name);
+  lua_pushvalue(L, decode);
+  luaL_setfuncs(L, meta, MODULE_UPVALUES);
+  lua_newtable(L);
+  lua_pushvalue(L, decode);
+  luaL_setfuncs(L, methods, MODULE_UPVALUES);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "__index");
+  lua_remove(L, -2);
+}

@@ -1,20 +1,91 @@
 /*
-** atai.h: the types every room of atai.core shares (client, transfer) and
-** the few limits that more than one room needs.
+** atai.h: the private header of atai.core (in the manner of luv's
+** private.h): the types every layer shares (client, transfer), the few
+** limits more than one file needs, and what each file offers the others.
 **
 ** atai.core is a unity build: src/core.c includes the other .c files, so
-** everything here and there stays static; only luaopen_atai_core is
-** exported. The rooms, in reading order:
-**   core.c      module: metatables, module functions, luaopen
-**   args.c      argument checks and URL/header building, before any I/O
-**   client.c    one client: configuration, easy-handle pool, close
-**   transfer.c  one request in flight: libcurl callbacks, retries, results
-**   engine.c    the client's engine: sockets, due times, poll, wait
-**   requests.c  the entry points that start a request
-**   crc32c.c    CRC-32C (slicing-by-8, SSE4.2) and its combine, for uploads
-**   base64.c    base64, encoded while an upload is sent
-**   files.c     streaming transfers: bodies to files, uploads from files,
-**               presigned URLs, progress counters
+** everything stays static; only luaopen_atai_core is exported. The include
+** order is the layer order, and calls only go down it: a file uses only
+** functions of the files included before it, never one after it; nothing
+** declares a function of a file above. A callback that must go up (libcurl
+** calling into a transfer, the engine reporting a finished attempt) is a
+** function pointer handed down at run time. scripts/callgraph.lua (make
+** callgraph, in make test) draws the calls between files, static functions
+** included, and fails on an upward call, a cycle, a function over 60
+** lines, or a list below that is not exactly what is used.
+**
+** Layers, bottom first:
+**   0  plain C and small Lua helpers, no engine:
+**      util.c      monotonic clock, ASCII case
+**      buffer.c    growable byte buffers (Buffer)
+**      json.c      JSON <-> Lua values (lua-cjson decodes, we encode)
+**      error.c     the error table (atai.Error), kinds of statuses and codes
+**      headers.c   response header blocks: a header, Retry-After, as a table
+**      crc32c.c    CRC-32C and its combine, for uploads
+**      base64.c    base64, encoded while an upload is sent
+**      args.c      argument checks, URL and header building (before any I/O)
+**   1  one transfer, no Lua calls:
+**      transfer.c  its state, the client's libcurl options, libcurl's data
+**                  callbacks, presigned URLs
+**      stream.c    a streaming transfer's files and form (t->stream)
+**      attempt.c   one attempt's options, and the whole retry policy
+**   2  the engine, no Lua: engine.c (multi handle, easy-handle pool,
+**      sockets, due times, finished attempts)
+**   3  delivery.c: results into Lua values, the callback queue, the
+**      step/poll/wait loops, closing a client
+**   4  Lua bindings, each file registering its own methods:
+**      handle.c    atai.Handle
+**      client.c    atai.Client and its async view
+**      files.c     streams, progress, mkdir, stat
+**      core.c      the module: its functions and luaopen_atai_core
+**
+** What each file offers the files above it (scripts/callgraph.lua checks
+** that these lists are exactly the functions used across files):
+**
+** From util.c: ascii_lower equals_ci monotonic_seconds same_ci
+**
+** From buffer.c: buffer_add buffer_clear buffer_free buffer_move
+**   buffer_reset
+**
+** From json.c: format_number json_decode json_encode json_encode_sorted
+**
+** From error.c: curl_kind error_new error_open error_read_envelope
+**   l_new_error status_is_transient status_kind
+**
+** From headers.c: push_response_headers retry_after_seconds
+**
+** From crc32c.c: crc32c_update l_crc32c l_crc32c_combine l_crc32c_file
+**
+** From base64.c: b64_fill b64_size l_base64
+**
+** From args.c: arg_error build_headers build_url check_id check_method
+**   check_opts check_path header_ok headers_append id_problem new_type
+**   opt_table raise_at_user read_call_opts
+**
+** From transfer.c: client_random easy_configure on_body on_header
+**   on_open_socket transfer_classify url_origin_len
+**
+** From stream.c: stream_end stream_fatal stream_free stream_io_error
+**   stream_prepare stream_restore
+**
+** From attempt.c: attempt_prepare attempt_retryable outcome_ok retry_delay
+**   transfer_free_buffers
+**
+** From engine.c: attempt_detach engine_init has_news list_append
+**   list_unlink next_due start_queued step_io transfer_cancel
+**   transfer_detach transfer_finish trim_when_idle
+**
+** From delivery.c: client_release client_unusable deliver_one drain
+**   engine_close engine_enqueue_results engine_wait enqueue_call in_run
+**   poll_loop push_pending push_shown_url push_stored_results push_uv
+**   queue_waiting to_transfer transfer_submit
+**
+** From handle.c: handle_open transfer_new
+**
+** From client.c: check_client client_open l_client_defer l_new_client
+**
+** From files.c: files_open
+**
 */
 #ifndef ATAI_H
 #define ATAI_H
@@ -168,14 +239,10 @@ typedef struct Client {
   double time_scale;           /* factor on every wait (tests: _time_scale) */
 } Client;
 
-/* Used before their room defines them. */
-static int in_run(lua_State *L); /* engine.c */
-/* files.c: the hooks a streaming transfer (t->stream) adds to the engine */
-static void stream_prepare(Transfer *t, CURL *e);        /* each attempt */
-static void stream_restore(Client *c, CURL *e);          /* easy back to the pool */
-static CURLcode stream_end(Transfer *t, CURLcode result); /* attempt over */
-static int stream_fatal(const Transfer *t);              /* no retry */
-static int stream_push_results(lua_State *L, const Transfer *t);
-static void stream_free(Transfer *t);
+/* User-value slots of a transfer (a table, made on first need). */
+#define UV_CLIENT 1    /* the client: a transfer in flight keeps it alive */
+#define UV_CALLBACKS 2 /* on_done functions, in order */
+#define UV_RESULTS 3   /* {n = count, ...} once done */
+#define UV_DATA 4      /* the Lua string an upload reads */
 
 #endif /* ATAI_H */

@@ -2,7 +2,7 @@
 --
 -- Two kinds of handle share one interface (done, result, wait, cancel,
 -- on_done, await):
---   * C handles (atai.Handle, src/transfer.c): one request or one sleep;
+--   * C handles (atai.Handle, src/handle.c): one request or one sleep;
 --   * Lua handles (Op, here): an operation made of several, such as
 --     wait_job, get_jobs or find_pipeline, and the handles of atai.run.
 -- An operation is written once as straight-line code and run in a
