@@ -40,6 +40,7 @@
 typedef struct UnitsClient {
   Client c;
   Transfer t;
+  Exchange x; /* t's request part (t.x) */
 } UnitsClient;
 
 /* A zeroed client with `base_url`; units_client_free gives it back. */
@@ -52,12 +53,13 @@ static void units_client_init(UnitsClient *u, const char *base_url) {
   u->c.base_url_len = n;
   u->c.max_response_bytes = 64 * 1024 * 1024;
   u->t.client = &u->c;
+  u->t.x = &u->x;
   u->t.anchor = LUA_NOREF;
 }
 
 static void units_client_free(UnitsClient *u) {
-  buffer_free(&u->t.resp_headers);
-  buffer_free(&u->t.url);
+  buffer_free(&u->t.x->resp_headers);
+  buffer_free(&u->t.x->url);
   free(u->c.base_url);
   u->c.base_url = NULL;
 }
@@ -70,25 +72,25 @@ static size_t units_header_line(UnitsClient *u, const char *line, size_t len) {
 
 /* The header block the transfer kept (the last response's). */
 static const char *units_header_block(const UnitsClient *u, size_t *len) {
-  *len = u->t.resp_headers.len;
-  return u->t.resp_headers.data;
+  *len = u->t.x->resp_headers.len;
+  return u->t.x->resp_headers.data;
 }
 
 /* Value of header `name` (lowercase) in the kept block, or NULL. */
 static const char *units_response_header(UnitsClient *u, const char *name, size_t *len) {
-  return find_header(&u->t.resp_headers, name, len);
+  return find_header(&u->t.x->resp_headers, name, len);
 }
 
 /* Retry-After in seconds (0..RETRY_AFTER_MAX), or -1. */
 static double units_retry_after(UnitsClient *u) {
-  return retry_after_seconds(&u->t.resp_headers);
+  return retry_after_seconds(&u->t.x->resp_headers);
 }
 
 #define UNITS_RETRY_AFTER_MAX RETRY_AFTER_MAX
 
 /* Pushes the kept headers as a table (lowercase name -> value). */
 static void units_push_headers(lua_State *L, UnitsClient *u) {
-  push_response_headers(L, &u->t.resp_headers);
+  push_response_headers(L, &u->t.x->resp_headers);
 }
 
 /* Raises an argument error unless the string at idx is a request path. */
@@ -100,7 +102,7 @@ static void units_check_path(lua_State *L, int idx) {
 ** on query values a URL cannot carry. */
 static void units_push_url(lua_State *L, UnitsClient *u, const char *path, int query) {
   build_url(L, &u->c, &u->t, path, strlen(path), query, "request");
-  lua_pushlstring(L, u->t.url.data, u->t.url.len);
+  lua_pushlstring(L, u->t.x->url.data, u->t.x->url.len);
 }
 
 #endif

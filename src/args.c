@@ -242,13 +242,13 @@ static void add_query(lua_State *L, Buffer *url, int query, const char *fname) {
   }
 }
 
-/* t->url = endpoint + path (+ query from the table at `query`, or 0). */
+/* t->x->url = endpoint + path (+ query from the table at `query`, or 0). */
 static void build_url(lua_State *L, Client *c, Transfer *t, const char *path, size_t path_len,
                       int query, const char *fname) {
-  buffer_clear(&t->url);
-  if (!buffer_add(&t->url, c->base_url, c->base_url_len) || !buffer_add(&t->url, path, path_len))
+  buffer_clear(&t->x->url);
+  if (!buffer_add(&t->x->url, c->base_url, c->base_url_len) || !buffer_add(&t->x->url, path, path_len))
     luaL_error(L, "not enough memory");
-  if (query) add_query(L, &t->url, query, fname);
+  if (query) add_query(L, &t->x->url, query, fname);
 }
 
 /* A header name is an HTTP token; a value holds no control byte (C0,
@@ -268,9 +268,9 @@ static int header_ok(const char *s, size_t len, int is_name) {
 }
 
 static void headers_append(lua_State *L, Transfer *t, const char *line) {
-  struct curl_slist *list = curl_slist_append(t->headers, line);
+  struct curl_slist *list = curl_slist_append(t->x->headers, line);
   if (list == NULL) luaL_error(L, "not enough memory");
-  t->headers = list;
+  t->x->headers = list;
 }
 
 /* Whether opts.headers (the table at `extra`, or 0) sets the header named
@@ -289,7 +289,7 @@ static int user_sets_header(lua_State *L, int extra, const char *name, size_t le
   return found;
 }
 
-/* Builds t->headers: the client's own (minus those the request replaces),
+/* Builds t->x->headers: the client's own (minus those the request replaces),
 ** Content-Type: application/json when there is a body, and opts.headers
 ** (table at `extra`, or 0). Owned by the transfer, so an argument error
 ** raised midway leaks nothing. */

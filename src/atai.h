@@ -68,7 +68,7 @@
 ** From stream.c: stream_end stream_fatal stream_free stream_io_error
 **   stream_prepare stream_restore
 **
-** From attempt.c: attempt_prepare attempt_retryable outcome_ok retry_delay
+** From attempt.c: attempt_outcome attempt_prepare attempt_retryable retry_delay
 **   transfer_free_buffers
 **
 ** From engine.c: attempt_detach engine_init has_news list_append
@@ -124,6 +124,35 @@ typedef enum {
   MODE_STREAM  /* files.c: {status, bytes, headers} (the body is in a file) */
 } Mode;
 
+/* How a transfer ended: set once, by transfer_finish (engine.c), where its
+** last attempt ends, it is cancelled, or it cannot start; delivery.c makes
+** its results from this alone. */
+typedef enum {
+  OUTCOME_PENDING,   /* not ended yet */
+  OUTCOME_OK,        /* a 2xx or 304 response (a sleep: its time came) */
+  OUTCOME_STATUS,    /* any other HTTP status */
+  OUTCOME_TRANSPORT, /* libcurl failed: t->result */
+  OUTCOME_TOO_LARGE, /* the body grew past max_response_bytes */
+  OUTCOME_NO_MEMORY, /* no memory for the response, or for an easy handle */
+  OUTCOME_STREAM,    /* stream.c's own failure: t->stream->error */
+  OUTCOME_CONFIG,    /* the client (or the stream spec) cannot send */
+  OUTCOME_CANCELLED  /* cancel(), a closed client, a dropped handle */
+} Outcome;
+
+/* Why libcurl's data callbacks cut the current attempt short, if they did. */
+typedef enum { CUT_NONE, CUT_TOO_LARGE, CUT_NO_MEMORY } Cut;
+
+/* A client's life, one field (as liolib's closef): born closed, open once
+** built, and closed for good by close() or __gc. A close asked for from
+** inside a callback waits for the callback to return (CLOSE_ASKED); while
+** the close cancels and delivers what is in flight, it is CLOSING. */
+typedef enum {
+  LIFE_OPEN,        /* usable */
+  LIFE_CLOSE_ASKED, /* usable until the running callback returns */
+  LIFE_CLOSING,     /* engine_close is cancelling and delivering */
+  LIFE_CLOSED       /* libcurl's side freed (also while being built) */
+} Life;
+
 /* Where a transfer is in its life. */
 typedef enum {
   T_QUEUED,   /* waiting for a free slot (max_concurrency) or a rate limit */
@@ -137,6 +166,17 @@ typedef enum {
 struct Client;
 struct Stream; /* files.c */
 
+/* What only a request has: the buffers and the easy handle a sleep never
+** needs. It lives in the same userdata, right after its Transfer. */
+typedef struct Exchange {
+  CURL *easy; /* from the client's pool, only while an attempt runs */
+  struct curl_slist *headers; /* the request's own, or NULL for the client's */
+  Buffer url, payload;        /* request */
+  Buffer body, resp_headers;  /* response of the current attempt */
+  struct Stream *stream; /* stream.c: a streaming transfer's files, or NULL */
+  char errbuf[CURL_ERROR_SIZE];
+} Exchange;
+
 /* One request (or sleep) and everything it owns. The userdata is the
 ** handle users hold; while in flight it is anchored in the registry, and
 ** its user value holds the client (which it keeps alive), its callbacks
@@ -146,10 +186,8 @@ typedef struct Transfer {
   struct Transfer *prev, *next; /* in the client's list of live transfers */
   TState state;
   Mode mode;
-  CURL *easy; /* from the client's pool, only while an attempt runs */
-  struct curl_slist *headers; /* the request's own, or NULL for the client's */
-  Buffer url, payload;        /* request */
-  Buffer body, resp_headers;  /* response of the current attempt */
+  Exchange *x; /* a request's buffers and easy handle; NULL for a sleep, which
+               ** is only a due time of the engine (T_TIMER) */
   const char *method;         /* one of request_methods (static) */
   RetryPolicy policy;
   int max_retries;
@@ -159,17 +197,16 @@ typedef struct Transfer {
   double started;    /* first attempt */
   double attempt_started;
   double elapsed;    /* whole transfer, set when finished */
+  Outcome outcome;   /* set once, when the transfer finishes */
+  Cut cut;           /* of the current attempt */
   CURLcode result;
   long status;
   long os_errno;
   int socket_errno;  /* errno of a socket() that failed in this attempt, or 0 */
-  int retryable;     /* another attempt would have been allowed */
-  int too_large, out_of_memory;
+  int retryable;     /* another attempt would have been allowed (err.retryable) */
   int anchor;        /* registry ref while in flight, else LUA_NOREF */
   int internal;      /* started by atai itself: not counted by pending() */
   int blocking;      /* its callbacks run on the caller's stack, unguarded */
-  int cancelled;
-  int unusable;      /* the client has a config error: fails at once */
   int notify_retry;  /* an on_retry call is owed (delay in retry_delay) */
   int notify_exchange; /* an on_exchange call is owed */
   int presigned;     /* its URL is not under the endpoint: a storage URL (query hidden) */
@@ -179,8 +216,6 @@ typedef struct Transfer {
   int exchange_attempt;
   long exchange_status;
   CURLcode exchange_result;
-  struct Stream *stream; /* files.c: a streaming transfer's files, or NULL */
-  char errbuf[CURL_ERROR_SIZE];
 } Transfer;
 
 /* A storage host that answered 429 with Retry-After: its transfers wait. */
@@ -226,9 +261,7 @@ typedef struct Client {
   int in_callback;             /* a guarded callback is running */
   int in_free_callback;        /* a blocking call's own callback is running */
   unsigned long callbacks_run; /* callbacks run so far (client:_step) */
-  int close_requested;         /* close() called from a callback: apply after it */
-  int closing;
-  int released;                /* curl handles gone (closed) */
+  Life life;                   /* open, close asked, closing, closed */
   int on_retry_ref, on_exchange_ref; /* registry refs, or LUA_NOREF */
   int queue_ref;               /* registry ref of the callback queue table */
   int q_head, q_tail;          /* queue[q_head .. q_tail - 1] */

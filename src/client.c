@@ -16,7 +16,7 @@
 ** a callback run by poll/wait must not do (it would re-enter the engine). */
 static Client *check_client(lua_State *L, int idx, int blocking) {
   Client *c = (Client *)luaL_checkudata(L, idx, CLIENT_MT);
-  if (c->released || c->closing) raise_at_user(L, "attempt to use a closed atai client", NULL, NULL);
+  if (c->life >= LIFE_CLOSING) raise_at_user(L, "attempt to use a closed atai client", NULL, NULL);
   if (blocking && c->in_callback && !in_run(L))
     raise_at_user(L, "blocking call inside a callback: use client.async", NULL, NULL);
   return c;
@@ -37,7 +37,7 @@ static void client_free(lua_State *L, Client *c) {
 /* tostring(client): the endpoint, never the key. */
 static int l_client_tostring(lua_State *L) {
   Client *c = (Client *)luaL_checkudata(L, 1, CLIENT_MT);
-  if (c->released) lua_pushfstring(L, "atai.Client (closed): %p", (void *)c);
+  if (c->life == LIFE_CLOSED) lua_pushfstring(L, "atai.Client (closed): %p", (void *)c);
   else lua_pushfstring(L, "atai.Client (%s): %p", c->base_url, (void *)c);
   return 1;
 }
@@ -163,7 +163,7 @@ static int l_new_client(lua_State *L) {
   c = (Client *)lua_newuserdatauv(L, sizeof *c, 0);
   memset(c, 0, sizeof *c);
   c->on_retry_ref = c->on_exchange_ref = c->queue_ref = LUA_NOREF;
-  c->released = 1;
+  c->life = LIFE_CLOSED;
   c->curl_due = -1;
   c->time_scale = 1;
   luaL_setmetatable(L, CLIENT_MT);
@@ -180,7 +180,7 @@ static int l_new_client(lua_State *L) {
     return luaL_error(L, "cannot create an atai client: out of memory or libcurl failed");
   engine_init(c);
   client_base_headers(L, c, api_key);
-  c->released = 0;
+  c->life = LIFE_OPEN;
   lua_settop(L, 2);
   return 1;
 }
@@ -191,7 +191,7 @@ static int l_new_client(lua_State *L) {
 static int l_client_close(lua_State *L) {
   Client *c = (Client *)luaL_checkudata(L, 1, CLIENT_MT);
   if (c->in_callback > 0 || c->in_free_callback > 0) {
-    c->close_requested = 1;
+    if (c->life == LIFE_OPEN) c->life = LIFE_CLOSE_ASKED;
     return 0;
   }
   engine_close(L, c);
@@ -260,11 +260,11 @@ static int l_client_pending(lua_State *L) {
 static int l_client_timeout(lua_State *L) {
   Client *c = (Client *)luaL_checkudata(L, 1, CLIENT_MT);
   double due, now;
-  if (!c->released && queue_waiting(L, c)) {
+  if (c->life != LIFE_CLOSED && queue_waiting(L, c)) {
     lua_pushnumber(L, 0);
     return 1;
   }
-  if (c->head == NULL || c->released) {
+  if (c->head == NULL || c->life == LIFE_CLOSED) {
     lua_pushnil(L);
     return 1;
   }
@@ -300,7 +300,7 @@ static int l_client_sockets(lua_State *L) {
 static int l_client_defer(lua_State *L) {
   Client *c = lua_type(L, 1) == LUA_TUSERDATA ? (Client *)luaL_checkudata(L, 1, CLIENT_MT) : NULL;
   luaL_checktype(L, 3, LUA_TFUNCTION);
-  enqueue_call(L, (c && !c->released) ? c : NULL, 3, lua_toboolean(L, 2), lua_gettop(L) - 3);
+  enqueue_call(L, (c && c->life != LIFE_CLOSED) ? c : NULL, 3, lua_toboolean(L, 2), lua_gettop(L) - 3);
   return 0;
 }
 
@@ -362,10 +362,9 @@ static RunAs blocking_mode(lua_State *L) {
 /* Puts the transfer at `idx` (client at 1) in flight and returns what the
 ** entry point returns. */
 static int launch(lua_State *L, Client *c, int idx, RunAs how) {
-  Transfer *t = (Transfer *)lua_touserdata(L, idx);
   if (how == RUN_BLOCKING && client_unusable(L, c)) return 2;
-  t->unusable = c->config_error != NULL;
-  transfer_submit(L, c, 1, idx, how == RUN_BLOCKING, how == RUN_YIELD);
+  transfer_submit(L, c, 1, idx, how == RUN_BLOCKING, how == RUN_YIELD,
+                  c->config_error != NULL ? OUTCOME_CONFIG : OUTCOME_PENDING);
   if (how == RUN_BLOCKING) return engine_wait(L, c, idx, -1);
   lua_settop(L, idx);
   if (how == RUN_YIELD) return lua_yield(L, 1);
@@ -382,8 +381,8 @@ static int start_get_job(lua_State *L, Client *c, RunAs how) {
   len = lua_rawlen(L, 2);
   t = transfer_new(L, c, MODE_OBJECT, "GET");
   if (opts) read_call_opts(L, opts, "get_job", t);
-  if (!buffer_add(&t->url, c->base_url, c->base_url_len) ||
-      !buffer_add(&t->url, "/batch/jobs/", 12) || !buffer_add(&t->url, id, len))
+  if (!buffer_add(&t->x->url, c->base_url, c->base_url_len) ||
+      !buffer_add(&t->x->url, "/batch/jobs/", 12) || !buffer_add(&t->x->url, id, len))
     return luaL_error(L, "not enough memory");
   return launch(L, c, 4, how);
 }
@@ -425,7 +424,7 @@ static int start_request(lua_State *L, Client *c, Mode mode, const char *fname, 
       /* libcurl would turn a GET with a body into a POST. */
       if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
         arg_error(L, 4, fname, lua_pushfstring(L, "opts.body: a %s request has no body", method));
-      json_encode(L, -1, &t->payload, "request body");
+      json_encode(L, -1, &t->x->payload, "request body");
       has_body = 1;
     }
   }
@@ -471,7 +470,7 @@ static int l_async_sleep(lua_State *L) {
   lua_settop(L, 2);
   t = transfer_new(L, c, MODE_TIMER, NULL);
   t->due = monotonic_seconds() + s * c->time_scale;
-  transfer_submit(L, c, 1, 3, 0, 0);
+  transfer_submit(L, c, 1, 3, 0, 0, OUTCOME_PENDING);
   return 1;
 }
 

@@ -31,7 +31,7 @@ static void client_release(lua_State *L, Client *c) {
   luaL_unref(L, LUA_REGISTRYINDEX, c->on_exchange_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, c->queue_ref);
   c->on_retry_ref = c->on_exchange_ref = c->queue_ref = LUA_NOREF;
-  c->released = 1;
+  c->life = LIFE_CLOSED;
 }
 
 
@@ -40,8 +40,8 @@ static void client_release(lua_State *L, Client *c) {
 ** REDACTED_QUERY in its place, and loses its fragment. The buffer is read
 ** by the first push, before anything that could run a finalizer. */
 static void push_shown_url(lua_State *L, const Transfer *t, int path_only) {
-  const char *url = t->url.data ? t->url.data : "";
-  size_t len = t->url.data ? t->url.len : 0, origin = url_origin_len(url, len);
+  const char *url = t->x->url.data ? t->x->url.data : "";
+  size_t len = t->x->url.data ? t->x->url.len : 0, origin = url_origin_len(url, len);
   size_t from = path_only ? origin : 0, to = len;
   int slash = path_only && (from >= len || url[from] != '/'), cut = 0;
   if (t->presigned) {
@@ -102,20 +102,20 @@ static void error_set_request(lua_State *L, const Transfer *t) {
   lua_setfield(L, -2, "attempts");
   lua_pushnumber(L, t->elapsed);
   lua_setfield(L, -2, "elapsed");
-  set_exchange_fields(L, t, t->cancelled ? 0 : t->status);
+  set_exchange_fields(L, t, t->outcome == OUTCOME_CANCELLED ? 0 : t->status);
 }
 
 /* err.body: at most ERROR_BODY_MAX bytes of the response. Stack: err. */
 static void error_set_body(lua_State *L, const Transfer *t) {
-  if (t->body.len == 0) return;
-  lua_pushlstring(L, t->body.data, t->body.len < ERROR_BODY_MAX ? t->body.len : ERROR_BODY_MAX);
+  if (t->x->body.len == 0) return;
+  lua_pushlstring(L, t->x->body.data, t->x->body.len < ERROR_BODY_MAX ? t->x->body.len : ERROR_BODY_MAX);
   lua_setfield(L, -2, "body");
 }
 
 /* The message of a transport failure: what happened, in words. */
 static const char *transport_message(lua_State *L, const Transfer *t) {
   const struct CurlKind *k = curl_kind(t->result);
-  const char *detail = t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->result);
+  const char *detail = t->x->errbuf[0] ? t->x->errbuf : curl_easy_strerror(t->result);
   if (t->result == CURLE_COULDNT_CONNECT && (t->os_errno == EMFILE || t->os_errno == ENFILE))
     return lua_pushfstring(L, "too many open files: cannot open a connection (%s)", detail);
   if (t->result == CURLE_OUT_OF_MEMORY) return lua_pushfstring(L, "%s", k->message);
@@ -125,13 +125,13 @@ static const char *transport_message(lua_State *L, const Transfer *t) {
 
 /* Pushes the error for a transfer that did not complete. */
 static void push_transport_error(lua_State *L, const Transfer *t) {
-  if (t->cancelled) {
-    error_new(L, "cancelled", t->client == NULL || t->client->released || t->client->closing
+  if (t->outcome == OUTCOME_CANCELLED) {
+    error_new(L, "cancelled", t->client == NULL || t->client->life >= LIFE_CLOSING
                                   ? "the request was cancelled: its client was closed"
                                   : "the request was cancelled");
-  } else if (t->out_of_memory) {
+  } else if (t->outcome == OUTCOME_NO_MEMORY) {
     error_new(L, "too_large", "not enough memory for the response");
-  } else if (t->too_large) {
+  } else if (t->outcome == OUTCOME_TOO_LARGE) {
     char message[96];
     snprintf(message, sizeof message, "response body larger than max_response_bytes (%lld bytes)",
              (long long)(t->client ? t->client->max_response_bytes : 0));
@@ -148,7 +148,7 @@ static void push_transport_error(lua_State *L, const Transfer *t) {
 
 /* Pushes the error for a completed exchange whose status is not a success. */
 static void push_status_error(lua_State *L, const Transfer *t) {
-  double ra = retry_after_seconds(&t->resp_headers);
+  double ra = retry_after_seconds(&t->x->resp_headers);
   int top = lua_gettop(L);
   if (t->status >= 300 && t->status < 400)
     lua_pushfstring(L, "HTTP %d: redirect not followed (atai never sends the API key to "
@@ -163,7 +163,7 @@ static void push_status_error(lua_State *L, const Transfer *t) {
     lua_pushnumber(L, ra);
     lua_setfield(L, -2, "retry_after");
   }
-  if (t->body.len > 0 && json_decode(L, t->body.data, t->body.len) &&
+  if (t->x->body.len > 0 && json_decode(L, t->x->body.data, t->x->body.len) &&
       lua_type(L, -1) == LUA_TTABLE)
     error_read_envelope(L, top + 1);
   lua_settop(L, top + 1);
@@ -181,27 +181,18 @@ static void push_decode_error(lua_State *L, const Transfer *t, const char *why) 
 /* Whether the body's first non-blank byte opens a JSON object. */
 static int body_is_object(const Transfer *t) {
   size_t i;
-  for (i = 0; i < t->body.len; i++) {
-    char ch = t->body.data[i];
+  for (i = 0; i < t->x->body.len; i++) {
+    char ch = t->x->body.data[i];
     if (ch != ' ' && ch != '\t' && ch != '\r' && ch != '\n') return ch == '{';
   }
   return 0;
-}
-
-/* Pushes nil and an error; returns 2. */
-static int push_failure(lua_State *L, const Transfer *t) {
-  lua_pushnil(L);
-  if (t->unusable && !t->cancelled) error_new(L, "config", t->client->config_error);
-  else if (t->cancelled || t->result != CURLE_OK) push_transport_error(L, t);
-  else push_status_error(L, t);
-  return 2;
 }
 
 
 /* Pushes the error of a stream failure (kind, message, and the fields of
 ** every request error). */
 static void push_stream_error(lua_State *L, const Transfer *t) {
-  const Stream *s = t->stream;
+  const Stream *s = t->x->stream;
   const struct StreamErrorText *e = &stream_errors[s->error];
   char text[200];
   if (s->error == SE_IO)
@@ -214,18 +205,20 @@ static void push_stream_error(lua_State *L, const Transfer *t) {
   error_set_request(L, t);
 }
 
-/* Pushes a stream's own results: its error, or for MODE_STREAM the table
-** {status, bytes, content_length, headers}. Returns 0 when the usual
-** results apply (a status error, a decoded JSON reply, a cancel). */
+/* Pushes nil and an error; returns 2. */
+static int push_failure(lua_State *L, const Transfer *t) {
+  lua_pushnil(L);
+  if (t->outcome == OUTCOME_CONFIG) error_new(L, "config", t->client->config_error);
+  else if (t->outcome == OUTCOME_STREAM) push_stream_error(L, t);
+  else if (t->outcome == OUTCOME_STATUS) push_status_error(L, t);
+  else push_transport_error(L, t);
+  return 2;
+}
+
+/* Pushes the results of a MODE_STREAM transfer that succeeded: the table
+** {status, bytes, crc32c, content_length, headers}. Returns 1. */
 static int stream_push_results(lua_State *L, const Transfer *t) {
-  const Stream *s = t->stream;
-  if (t->cancelled) return 0;
-  if (s->error != SE_NONE) {
-    lua_pushnil(L);
-    push_stream_error(L, t);
-    return 2;
-  }
-  if (!outcome_ok(t) || t->mode != MODE_STREAM) return 0;
+  const Stream *s = t->x->stream;
   lua_createtable(L, 0, 4);
   lua_pushinteger(L, t->status);
   lua_setfield(L, -2, "status");
@@ -239,7 +232,7 @@ static int stream_push_results(lua_State *L, const Transfer *t) {
     lua_pushinteger(L, (lua_Integer)s->content_length);
     lua_setfield(L, -2, "content_length");
   }
-  push_response_headers(L, &t->resp_headers);
+  push_response_headers(L, &t->x->resp_headers);
   lua_setfield(L, -2, "headers");
   return 1;
 }
@@ -248,9 +241,8 @@ static int stream_push_results(lua_State *L, const Transfer *t) {
 ** (plus, for MODE_META, {status, headers, attempts}), true for a timer, or
 ** nil and an error. Returns how many. */
 static int transfer_push_results(lua_State *L, const Transfer *t) {
-  int n;
   if (t->mode == MODE_TIMER) {
-    if (!t->cancelled) {
+    if (t->outcome != OUTCOME_CANCELLED) {
       lua_pushboolean(L, 1);
       return 1;
     }
@@ -258,9 +250,9 @@ static int transfer_push_results(lua_State *L, const Transfer *t) {
     error_new(L, "cancelled", "the sleep was cancelled");
     return 2;
   }
-  if (t->stream && (n = stream_push_results(L, t)) > 0) return n;
-  if (!outcome_ok(t)) return push_failure(L, t);
-  if (t->body.len == 0) {
+  if (t->outcome != OUTCOME_OK) return push_failure(L, t);
+  if (t->mode == MODE_STREAM) return stream_push_results(L, t);
+  if (t->x->body.len == 0) {
     if (t->mode == MODE_OBJECT) {
       lua_pushnil(L);
       push_decode_error(L, t, "empty body");
@@ -271,7 +263,7 @@ static int transfer_push_results(lua_State *L, const Transfer *t) {
     lua_pushnil(L);
     push_decode_error(L, t, "expected a JSON object");
     return 2;
-  } else if (!json_decode(L, t->body.data, t->body.len)) {
+  } else if (!json_decode(L, t->x->body.data, t->x->body.len)) {
     lua_pushnil(L);
     push_decode_error(L, t, lua_tostring(L, -2));
     lua_remove(L, -3); /* cjson's message */
@@ -283,7 +275,7 @@ static int transfer_push_results(lua_State *L, const Transfer *t) {
   lua_setfield(L, -2, "status");
   lua_pushinteger(L, t->attempts);
   lua_setfield(L, -2, "attempts");
-  push_response_headers(L, &t->resp_headers);
+  push_response_headers(L, &t->x->resp_headers);
   lua_setfield(L, -2, "headers");
   return 2;
 }
@@ -399,7 +391,7 @@ static void engine_enqueue_results(lua_State *L, Client *c, int fn_idx, int free
   fn_idx = lua_absindex(L, fn_idx);
   n = push_stored_results(L, handle);
   lua_remove(L, -n - 1); /* the user-value table under them */
-  enqueue_call(L, (c && !c->released) ? c : NULL, fn_idx, free_call, n);
+  enqueue_call(L, (c && c->life != LIFE_CLOSED) ? c : NULL, fn_idx, free_call, n);
 }
 
 /* Runs the next item of the queue on top; returns 0 when it was empty.
@@ -449,7 +441,7 @@ static void drain(lua_State *L, Client *c, double until) {
       }
       ran = run_one(L, c);
       lua_settop(L, top);
-      if (c && c->close_requested && c->in_callback == 0 && c->in_free_callback == 0)
+      if (c && c->life == LIFE_CLOSE_ASKED && c->in_callback == 0 && c->in_free_callback == 0)
         engine_close(L, c);
       if (!ran) break;
     }
@@ -499,7 +491,7 @@ static void deliver_notices(lua_State *L, Client *c) {
     Transfer *t;
     int ref, is_retry;
     for (t = c->head; t && !t->notify_exchange && !t->notify_retry; t = t->next) {}
-    if (t == NULL || c->released) return;
+    if (t == NULL || c->life == LIFE_CLOSED) return;
     is_retry = !t->notify_exchange;
     if (is_retry) t->notify_retry = 0;
     else t->notify_exchange = 0;
@@ -588,16 +580,14 @@ static int deliver(lua_State *L, Client *c, double until) {
 ** run outside poll/wait), then frees the libcurl side. */
 static void engine_close(lua_State *L, Client *c) {
   Transfer *t;
-  if (c->released || c->closing) return;
-  c->close_requested = 0;
-  c->closing = 1;
+  if (c->life >= LIFE_CLOSING) return;
+  c->life = LIFE_CLOSING;
   for (t = c->head; t; t = t->next) transfer_cancel(t);
   deliver(L, c, 0);
   c->in_callback++; /* a callback run here may not re-enter the engine */
   drain(L, c, 0);
   c->in_callback--;
-  client_release(L, c);
-  c->closing = 0;
+  client_release(L, c); /* LIFE_CLOSED */
 }
 
 
@@ -613,7 +603,7 @@ static int step_protected(lua_State *L) {
   double wait = lua_tonumber(L, 2), until = lua_tonumber(L, 3);
   int completed;
   step_io(c, wait, until);
-  completed = c->released ? 0 : deliver(L, c, until);
+  completed = c->life == LIFE_CLOSED ? 0 : deliver(L, c, until);
   drain(L, c, until);
   lua_pushinteger(L, completed);
   return 1;
@@ -648,7 +638,7 @@ static int poll_loop(lua_State *L, Client *c, double start, double seconds, doub
   do {
     double left = start + seconds - monotonic_seconds();
     completed += engine_step(L, c, left < WAIT_SLICE ? left : WAIT_SLICE, until, NULL);
-    if (c->released) break;
+    if (c->life == LIFE_CLOSED) break;
     if (until > 0 && monotonic_seconds() > until) break;
     if (any_callback && c->callbacks_run != callbacks_before) break;
   } while (completed == 0 && monotonic_seconds() < start + seconds);
@@ -661,7 +651,7 @@ static int poll_loop(lua_State *L, Client *c, double start, double seconds, doub
 static int engine_wait(lua_State *L, Client *c, int idx, double seconds) {
   Transfer *t = (Transfer *)lua_touserdata(L, idx);
   double start = monotonic_seconds();
-  while (t->state != T_DONE && !c->released) {
+  while (t->state != T_DONE && c->life != LIFE_CLOSED) {
     double wait = WAIT_SLICE;
     if (seconds >= 0) {
       double left = start + seconds - monotonic_seconds();
@@ -721,7 +711,7 @@ static int in_run(lua_State *L) {
 ** ones are anchored and hold their client through their user value;
 ** `internal` ones (atai's own) are not counted by pending(). */
 static void transfer_submit(lua_State *L, Client *c, int client_idx, int idx, int blocking,
-                            int internal) {
+                            int internal, Outcome at_once) {
   Transfer *t = (Transfer *)lua_touserdata(L, idx);
   t->client = c;
   t->blocking = blocking;
@@ -738,13 +728,14 @@ static void transfer_submit(lua_State *L, Client *c, int client_idx, int idx, in
   }
   if (t->mode != MODE_TIMER) transfer_classify(c, t);
   list_append(c, t);
-  if (c->released) {
+  if (c->life == LIFE_CLOSED) {
     /* A finalizer closed the client while the request was being built
     ** (any allocation above may run one): done now, cancelled. */
-    t->cancelled = 1;
-    transfer_finish(c, t, t->started);
+    transfer_finish(c, t, OUTCOME_CANCELLED, t->started);
     deliver_one(L, c, t);
-  } else if (t->unusable) transfer_finish(c, t, t->started); /* fails at the next poll */
+  } else if (at_once != OUTCOME_PENDING) {
+    transfer_finish(c, t, at_once, t->started); /* fails at the next poll */
+  }
   else if (t->mode == MODE_TIMER) t->state = T_TIMER;
   else start_queued(c, t->started, 0);
 }

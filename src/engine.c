@@ -37,7 +37,7 @@ static CURL *pool_take(Client *c) {
 ** One idle handle per concurrency slot (up to POOL_MAX): creating and
 ** freeing handles for every request fragments the heap. */
 static void pool_give(Client *c, CURL *e) {
-  if (c->pool_len < POOL_MAX && c->pool_len < c->max_concurrency && !c->released)
+  if (c->pool_len < POOL_MAX && c->pool_len < c->max_concurrency && c->life != LIFE_CLOSED)
     c->pool[c->pool_len++] = e;
   else curl_easy_cleanup(e);
 }
@@ -132,16 +132,18 @@ static void list_unlink(Client *c, Transfer *t) {
 /* Takes a running attempt off the multi handle; the easy handle goes back
 ** to the pool. */
 static void attempt_detach(Client *c, Transfer *t) {
-  if (t->easy == NULL) return;
-  if (c->multi) curl_multi_remove_handle(c->multi, t->easy);
-  if (t->stream) stream_restore(c, t->easy);
-  pool_give(c, t->easy);
-  t->easy = NULL;
+  if (t->x == NULL || t->x->easy == NULL) return; /* a sleep has no easy handle */
+  if (c->multi) curl_multi_remove_handle(c->multi, t->x->easy);
+  if (t->x->stream) stream_restore(c, t->x->easy);
+  pool_give(c, t->x->easy);
+  t->x->easy = NULL;
   c->running--;
 }
 
-/* Marks a transfer finished: its outcome is known, its results not made. */
-static void transfer_finish(Client *c, Transfer *t, double now) {
+/* Marks a transfer finished with its outcome (set here only): its results
+** are not made yet. */
+static void transfer_finish(Client *c, Transfer *t, Outcome outcome, double now) {
+  t->outcome = outcome;
   t->state = T_FINISHED;
   t->elapsed = now - t->started;
   c->finished++;
@@ -152,10 +154,9 @@ static int transfer_cancel(Transfer *t) {
   Client *c = t->client;
   if (c == NULL || t->state == T_FINISHED || t->state == T_DONE) return 0;
   attempt_detach(c, t);
-  t->cancelled = 1;
   t->retryable = 0;
   t->notify_retry = 0;
-  transfer_finish(c, t, monotonic_seconds());
+  transfer_finish(c, t, OUTCOME_CANCELLED, monotonic_seconds());
   return 1;
 }
 
@@ -179,10 +180,10 @@ static void transfer_detach(Transfer *t) {
 /* Starts the next attempt of t now. */
 static void attempt_start(Client *c, Transfer *t, double now) {
   CURL *e = pool_take(c);
-  buffer_clear(&t->body);
-  buffer_clear(&t->resp_headers);
-  t->too_large = t->out_of_memory = 0;
-  t->errbuf[0] = '\0';
+  buffer_clear(&t->x->body);
+  buffer_clear(&t->x->resp_headers);
+  t->cut = CUT_NONE;
+  t->x->errbuf[0] = '\0';
   t->status = 0;
   t->os_errno = 0;
   t->socket_errno = 0;
@@ -190,19 +191,18 @@ static void attempt_start(Client *c, Transfer *t, double now) {
   t->attempts++;
   t->attempt_started = now;
   if (e == NULL) {
-    t->out_of_memory = 1;
     t->result = CURLE_OUT_OF_MEMORY;
-    transfer_finish(c, t, now);
+    transfer_finish(c, t, OUTCOME_NO_MEMORY, now);
     return;
   }
   attempt_prepare(c, t, e);
-  t->easy = e;
+  t->x->easy = e;
   c->running++;
   t->state = T_RUNNING;
   if (curl_multi_add_handle(c->multi, e) != CURLM_OK) {
     attempt_detach(c, t);
     t->result = CURLE_FAILED_INIT;
-    transfer_finish(c, t, now);
+    transfer_finish(c, t, OUTCOME_TRANSPORT, now);
   }
 }
 
@@ -258,13 +258,14 @@ static void start_queued(Client *c, double now, double until) {
 /* Records the end of t's attempt: a retry as a due time, or the outcome. */
 static void attempt_end(Client *c, Transfer *t, CURLcode result, double now) {
   long version = 0;
-  if (t->stream) result = stream_end(t, result);
+  Outcome outcome;
+  if (t->x->stream) result = stream_end(t, result);
   t->result = result;
-  curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
-  curl_easy_getinfo(t->easy, CURLINFO_OS_ERRNO, &t->os_errno);
+  curl_easy_getinfo(t->x->easy, CURLINFO_RESPONSE_CODE, &t->status);
+  curl_easy_getinfo(t->x->easy, CURLINFO_OS_ERRNO, &t->os_errno);
   if (t->os_errno == 0) t->os_errno = t->socket_errno;
 #if CURL_AT_LEAST_VERSION(7, 50, 0)
-  curl_easy_getinfo(t->easy, CURLINFO_HTTP_VERSION, &version);
+  curl_easy_getinfo(t->x->easy, CURLINFO_HTTP_VERSION, &version);
 #endif
   if (version == CURL_HTTP_VERSION_2_0) c->h2_seen = 1;
   attempt_detach(c, t);
@@ -275,17 +276,18 @@ static void attempt_end(Client *c, Transfer *t, CURLcode result, double now) {
     t->exchange_status = t->status;
     t->exchange_result = result;
   }
-  t->retryable = !outcome_ok(t) && attempt_retryable(t);
+  outcome = attempt_outcome(t);
+  t->retryable = attempt_retryable(t, outcome);
   if (t->retryable && t->attempts <= t->max_retries) {
     double delay = retry_delay(c, t), wait = delay * c->time_scale;
-    if (t->status == 429 && retry_after_seconds(&t->resp_headers) >= 0) hold_new_attempts(c, t, now + wait);
+    if (t->status == 429 && retry_after_seconds(&t->x->resp_headers) >= 0) hold_new_attempts(c, t, now + wait);
     t->state = T_BACKOFF;
     t->due = now + wait;
     t->retry_delay = delay;
     t->notify_retry = c->on_retry_ref != LUA_NOREF;
     return;
   }
-  transfer_finish(c, t, now);
+  transfer_finish(c, t, outcome, now);
 }
 
 /* Reads libcurl's finished-transfer messages. */
@@ -296,7 +298,7 @@ static void read_messages(Client *c, double now) {
     Transfer *t = NULL;
     if (msg->msg != CURLMSG_DONE) continue;
     curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
-    if (t && t->easy == msg->easy_handle) attempt_end(c, t, msg->data.result, now);
+    if (t && t->x->easy == msg->easy_handle) attempt_end(c, t, msg->data.result, now);
   }
 }
 
@@ -306,7 +308,7 @@ static void fire_due(Client *c, double now) {
   for (t = c->head; t; t = t->next) {
     /* a retry waits for its on_retry to have run, as before a sleep */
     if (t->state == T_BACKOFF && t->due <= now && !t->notify_retry) t->state = T_QUEUED;
-    else if (t->state == T_TIMER && t->due <= now) transfer_finish(c, t, now);
+    else if (t->state == T_TIMER && t->due <= now) transfer_finish(c, t, OUTCOME_OK, now);
   }
 }
 
@@ -388,7 +390,7 @@ static int has_news(const Client *c) {
 ** attempts and serves ready sockets only until then. */
 static void step_io(Client *c, double wait, double until) {
   double now = monotonic_seconds(), due;
-  if (c->released) return;
+  if (c->life == LIFE_CLOSED) return;
   fire_due(c, now);
   start_queued(c, now, until);
   curl_timer_check(c, now);

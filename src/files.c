@@ -119,7 +119,7 @@ static FILE *stream_make_temp(Stream *s, const char *dest, size_t len) {
 ** sets its own) and, for a download, with any Accept. */
 static void stream_headers(lua_State *L, Client *c, Transfer *t, int download) {
   struct curl_slist *h;
-  if (!t->stream->presigned) {
+  if (!t->x->stream->presigned) {
     for (h = c->base_headers; h; h = h->next) {
       size_t n = strcspn(h->data, ":");
       if (equals_ci(h->data, n, "content-type") || (download && equals_ci(h->data, n, "accept"))) continue;
@@ -189,7 +189,7 @@ static void stream_form(lua_State *L, int spec, Stream *s) {
 static void stream_url(lua_State *L, Client *c, Transfer *t, int spec) {
   size_t len = 0, i;
   const char *url = spec_string(L, spec, "url", &len);
-  if (t->stream->presigned) {
+  if (t->x->stream->presigned) {
     if (!url || !(strncmp(url, "https://", 8) == 0 || strncmp(url, "http://", 7) == 0))
       luaL_error(L, "_stream: a presigned spec.url must be http(s)");
   } else {
@@ -198,8 +198,8 @@ static void stream_url(lua_State *L, Client *c, Transfer *t, int spec) {
   }
   for (i = 0; i < len; i++)
     if ((unsigned char)url[i] <= ' ' || (unsigned char)url[i] >= 0x7f) luaL_error(L, "_stream: bad byte in the URL");
-  if ((!t->stream->presigned && !buffer_add(&t->url, c->base_url, c->base_url_len)) ||
-      !buffer_add(&t->url, url, len))
+  if ((!t->x->stream->presigned && !buffer_add(&t->x->url, c->base_url, c->base_url_len)) ||
+      !buffer_add(&t->x->url, url, len))
     luaL_error(L, "not enough memory");
 }
 
@@ -229,7 +229,7 @@ static int l_client_stream(lua_State *L) {
   decode = lua_toboolean(L, -1);
   lua_settop(L, 2);
   t = transfer_new(L, c, decode ? MODE_BODY : MODE_STREAM, method); /* at 3 */
-  t->stream = s = (Stream *)calloc(1, sizeof *s);
+  t->x->stream = s = (Stream *)calloc(1, sizeof *s);
   if (s == NULL) return luaL_error(L, "not enough memory");
   t->policy = RETRY_TRANSIENT; /* a PUT of a part, a GET, a POST /files that overwrites */
   t->timeout_ms = 0;
@@ -254,8 +254,10 @@ static int l_client_stream(lua_State *L) {
   stream_form(L, 2, s);
   if (sink && s->error == SE_NONE) s->out = stream_make_temp(s, sink, sink_len);
   lua_settop(L, 3);
-  t->unusable = s->error != SE_NONE || (!s->presigned && c->config_error != NULL);
-  transfer_submit(L, c, 1, 3, 0, 0);
+  transfer_submit(L, c, 1, 3, 0, 0,
+                  s->error != SE_NONE                          ? OUTCOME_STREAM
+                  : !s->presigned && c->config_error != NULL ? OUTCOME_CONFIG
+                                                               : OUTCOME_PENDING);
   return 1;
 }
 
@@ -263,7 +265,7 @@ static int l_client_stream(lua_State *L) {
 ** counters for its current attempt; 0, nil for any other handle. */
 static int l_handle_progress(lua_State *L) {
   Transfer *t = to_transfer(L, 1);
-  const Stream *s = t->stream;
+  const Stream *s = t->x->stream;
   curl_off_t done = 0, total = -1;
   if (s && s->has_source) {
     total = s->length;

@@ -7,8 +7,12 @@
 /* Pushes a new transfer of client c (or none, for c == NULL) for `mode`,
 ** with the client's defaults; its buffers start from the client's spares. */
 static Transfer *transfer_new(lua_State *L, Client *c, Mode mode, const char *method) {
-  Transfer *t = (Transfer *)lua_newuserdatauv(L, sizeof *t, 1);
-  memset(t, 0, sizeof *t);
+  /* A sleep is a Transfer alone; a request has its Exchange right after
+  ** it (sizeof (Transfer) keeps the Exchange aligned). */
+  size_t size = sizeof(Transfer) + (mode == MODE_TIMER ? 0 : sizeof(Exchange));
+  Transfer *t = (Transfer *)lua_newuserdatauv(L, size, 1);
+  memset(t, 0, size);
+  t->x = mode == MODE_TIMER ? NULL : (Exchange *)(void *)(t + 1);
   t->anchor = LUA_NOREF;
   t->mode = mode;
   t->method = method;
@@ -21,8 +25,8 @@ static Transfer *transfer_new(lua_State *L, Client *c, Mode mode, const char *me
     t->timeout_ms = c->timeout_ms;
     if (c->spares > 0 && mode != MODE_TIMER) { /* a finished transfer's buffers: no malloc churn */
       c->spares--;
-      buffer_move(&t->body, &c->spare_body[c->spares]);
-      buffer_move(&t->resp_headers, &c->spare_headers[c->spares]);
+      buffer_move(&t->x->body, &c->spare_body[c->spares]);
+      buffer_move(&t->x->resp_headers, &c->spare_headers[c->spares]);
     }
   }
   return t;

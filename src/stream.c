@@ -2,7 +2,7 @@
 ** stream.c: layer 1, the streaming part of one transfer: a body written to
 ** a file as it arrives, an upload read from a file (or a Lua string) as it
 ** is sent, a multipart form, the CRC-32C of what went by. transfer.c calls
-** these hooks for a transfer with t->stream; none of them calls Lua.
+** these hooks for a transfer with t->x->stream; none of them calls Lua.
 **
 ** A transfer with a Stream runs on the same engine as every other one;
 ** only the places where its bytes come from and go to differ. The Stream
@@ -96,11 +96,11 @@ static int stream_refuse(Stream *s, curl_off_t bytes) {
 static int stream_first_body(Transfer *t, Stream *s) {
   long status = 0;
   curl_off_t length = -1;
-  curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+  curl_easy_getinfo(t->x->easy, CURLINFO_RESPONSE_CODE, &status);
   s->to_file = status >= 200 && status < 300;
   s->status_seen = 1;
 #if CURL_AT_LEAST_VERSION(7, 55, 0)
-  curl_easy_getinfo(t->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);
+  curl_easy_getinfo(t->x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);
 #endif
   return !(s->to_file && s->presigned && length >= 0 && stream_refuse(s, length));
 }
@@ -109,13 +109,13 @@ static int stream_first_body(Transfer *t, Stream *s) {
 ** else to the buffer (a PUT's reply; a download's error body, cut short). */
 static size_t on_stream_body(char *data, size_t size, size_t count, void *ud) {
   Transfer *t = (Transfer *)ud;
-  Stream *s = t->stream;
+  Stream *s = t->x->stream;
   size_t len = size * count;
   if (s->out == NULL) return on_body(data, size, count, ud);
   if (!s->status_seen && !stream_first_body(t, s)) return 0;
   if (!s->to_file) {
-    size_t room = t->body.len < STREAM_ERROR_BODY ? STREAM_ERROR_BODY - t->body.len : 0;
-    if (room > 0 && !buffer_add(&t->body, data, len < room ? len : room)) return 0;
+    size_t room = t->x->body.len < STREAM_ERROR_BODY ? STREAM_ERROR_BODY - t->x->body.len : 0;
+    if (room > 0 && !buffer_add(&t->x->body, data, len < room ? len : room)) return 0;
     return len;
   }
   if (stream_refuse(s, s->written + (curl_off_t)len)) return 0;
@@ -255,7 +255,7 @@ static int stream_build_form(Stream *s, CURL *e) {
 /* Sets the stream's options on the attempt's easy handle, after the usual
 ** ones; the file goes back to its start (a retry rewrites it). */
 static void stream_prepare(Transfer *t, CURL *e) {
-  Stream *s = t->stream;
+  Stream *s = t->x->stream;
   s->written = s->sent = s->up_now = s->down_total = 0;
   s->content_length = -1;
   s->status_seen = s->to_file = 0;
@@ -301,12 +301,12 @@ static void stream_restore(Client *c, CURL *e) {
 /* The end of an attempt: the file is flushed and its size checked against
 ** what was expected, so a short body is retried like a cut connection. */
 static CURLcode stream_end(Transfer *t, CURLcode result) {
-  Stream *s = t->stream;
+  Stream *s = t->x->stream;
   long status = 0;
   curl_off_t length = -1;
-  curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+  curl_easy_getinfo(t->x->easy, CURLINFO_RESPONSE_CODE, &status);
 #if CURL_AT_LEAST_VERSION(7, 55, 0)
-  curl_easy_getinfo(t->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);
+  curl_easy_getinfo(t->x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);
 #endif
   s->content_length = length;
   if (result != CURLE_OK || s->out == NULL || status < 200 || status >= 300) return result;
@@ -329,7 +329,7 @@ static CURLcode stream_end(Transfer *t, CURLcode result) {
 
 /* Whether the stream failed in a way another attempt cannot mend. */
 static int stream_fatal(const Transfer *t) {
-  StreamError e = t->stream->error;
+  StreamError e = t->x->stream->error;
   return e == SE_IO || e == SE_TOO_LARGE || e == SE_LONG || e == SE_MEMORY;
 }
 
@@ -350,8 +350,8 @@ static const struct StreamErrorText {
 /* Closes the files and frees the form (the easy handle that used it was
 ** reset before: see stream_restore). */
 static void stream_free(Transfer *t) {
-  Stream *s = t->stream;
-  t->stream = NULL;
+  Stream *s = t->x->stream;
+  t->x->stream = NULL;
   if (s->out) fclose(s->out);
   if (s->temp_path && !s->committed) unlink(s->temp_path); /* ours: made with O_EXCL */
   if (s->in) fclose(s->in);

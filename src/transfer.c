@@ -64,12 +64,12 @@ static void easy_configure(Client *c, CURL *e) {
 static size_t on_body(char *data, size_t size, size_t count, void *ud) {
   Transfer *t = (Transfer *)ud;
   size_t len = size * count;
-  if ((curl_off_t)(t->body.len + len) > t->client->max_response_bytes) {
-    t->too_large = 1;
+  if ((curl_off_t)(t->x->body.len + len) > t->client->max_response_bytes) {
+    t->cut = CUT_TOO_LARGE;
     return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
   }
-  if (!buffer_add(&t->body, data, len)) {
-    t->out_of_memory = 1;
+  if (!buffer_add(&t->x->body, data, len)) {
+    t->cut = CUT_NO_MEMORY;
     return 0;
   }
   return len;
@@ -80,10 +80,10 @@ static size_t on_header(char *data, size_t size, size_t count, void *ud) {
   size_t len = size * count;
   /* A new status line (after 100 Continue or a proxy's CONNECT reply)
   ** starts a new header block: keep only the final response's. */
-  if (len >= 5 && memcmp(data, "HTTP/", 5) == 0) buffer_clear(&t->resp_headers);
-  if (t->resp_headers.len + len > HEADERS_MAX) return len; /* ignore absurd headers */
-  if (!buffer_add(&t->resp_headers, data, len)) {
-    t->out_of_memory = 1;
+  if (len >= 5 && memcmp(data, "HTTP/", 5) == 0) buffer_clear(&t->x->resp_headers);
+  if (t->x->resp_headers.len + len > HEADERS_MAX) return len; /* ignore absurd headers */
+  if (!buffer_add(&t->x->resp_headers, data, len)) {
+    t->cut = CUT_NO_MEMORY;
     return 0;
   }
   return len;
@@ -134,7 +134,7 @@ static unsigned int url_host_key(const char *url, size_t len) {
 
 /* Marks t presigned (with its host key) when its URL is not the API's. */
 static void transfer_classify(const Client *c, Transfer *t) {
-  if (t->url.data == NULL || url_under_endpoint(c, t->url.data, t->url.len)) return;
+  if (t->x->url.data == NULL || url_under_endpoint(c, t->x->url.data, t->x->url.len)) return;
   t->presigned = 1;
-  t->host_key = url_host_key(t->url.data, t->url.len);
+  t->host_key = url_host_key(t->x->url.data, t->x->url.len);
 }
