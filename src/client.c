@@ -160,7 +160,7 @@ static int l_new_client(lua_State *L) {
   lua_settop(L, 1);
   /* Born released at index 2: if anything below raises, __gc frees what was
   ** made so far, since every allocation is stored in the struct at once. */
-  c = (Client *)lua_newuserdatauv(L, sizeof *c, 0);
+  c = (Client *)lua_newuserdatauv(L, sizeof *c, 1);
   memset(c, 0, sizeof *c);
   c->on_retry_ref = c->on_exchange_ref = c->queue_ref = LUA_NOREF;
   c->life = LIFE_CLOSED;
@@ -475,6 +475,51 @@ static int l_async_sleep(lua_State *L) {
 }
 
 
+/* Pushes the client's user value at idx, a table made on first need:
+** [1] its async view, settings = the Lua layer's settings. */
+static void push_client_uv(lua_State *L, int idx) {
+  if (atai_getuv(L, idx) == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_pushvalue(L, -1);
+  atai_setuv(L, idx);
+}
+
+/* P.is_closed(client) -> whether the client is closed (close() or __gc). */
+static int l_client_is_closed(lua_State *L) {
+  Client *c = (Client *)luaL_checkudata(L, 1, CLIENT_MT);
+  lua_pushboolean(L, c->life == LIFE_CLOSED);
+  return 1;
+}
+
+/* P.settings(client) -> the table of the Lua layer's settings for this
+** client (max_pages, ...), kept in the client's user value: it lives and
+** dies with the client, no side table keyed by clients. */
+static int l_client_settings(lua_State *L) {
+  luaL_checkudata(L, 1, CLIENT_MT);
+  push_client_uv(L, 1);
+  lua_getfield(L, -1, "settings");
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "settings");
+  }
+  return 1;
+}
+
+/* P.on_work(fn | nil) -> the previous hook: fn(client) is called whenever
+** a request or sleep of any client is about to be put in flight (atai.uv
+** wakes its loop). */
+static int l_on_work(lua_State *L) {
+  if (!lua_isnoneornil(L, 1)) luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_settop(L, 1);
+  lua_getfield(L, LUA_REGISTRYINDEX, ON_WORK_KEY);
+  lua_pushvalue(L, 1);
+  lua_setfield(L, LUA_REGISTRYINDEX, ON_WORK_KEY);
+  return 1;
+}
+
 /* client.__index: its methods, or `async`: the client's async view, a
 ** table {client} whose methods start requests and return handles. It is
 ** kept in the client's user value (a cycle the collector handles). */
@@ -483,12 +528,7 @@ static int l_client_index(lua_State *L) {
   lua_rawget(L, lua_upvalueindex(2));
   if (!lua_isnil(L, -1) || lua_type(L, 2) != LUA_TSTRING || strcmp(lua_tostring(L, 2), "async") != 0)
     return 1;
-  if (atai_getuv(L, 1) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    atai_setuv(L, 1);
-  }
+  push_client_uv(L, 1);
   lua_rawgeti(L, -1, 1);
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
@@ -506,18 +546,26 @@ static int l_client_index(lua_State *L) {
 static const luaL_Reg client_methods[] = {
   {"get_job", l_client_get_job},
   {"request", l_client_request},
-  {"_call", l_client_call},
-  {"_start", l_client_start},
   {"poll", l_client_poll},
-  {"_step", l_client_step},
   {"pending", l_client_pending},
   {"timeout", l_client_timeout},
   {"sockets", l_client_sockets},
   {"close", l_client_close},
-  {"_defer", l_client_defer},
-  {"_ops", l_client_ops},
-  {"_time_scale", l_client_time_scale},
-  {"_check", l_client_check},
+  {NULL, NULL}
+};
+
+/* What the Lua layer may do to a client and users may not (atai.core.private). */
+static const luaL_Reg client_private[] = {
+  {"call", l_client_call},
+  {"start", l_client_start},
+  {"step", l_client_step},
+  {"defer", l_client_defer},
+  {"ops", l_client_ops},
+  {"time_scale", l_client_time_scale},
+  {"check", l_client_check},
+  {"is_closed", l_client_is_closed},
+  {"settings", l_client_settings},
+  {"on_work", l_on_work},
   {NULL, NULL}
 };
 
@@ -535,9 +583,14 @@ static const luaL_Reg async_methods[] = {
   {NULL, NULL}
 };
 
-/* Registers metatable atai.Client, its methods (module.Client) and the
-** async view's metatable (module.async_mt, its methods module.Async). */
-static void client_open(lua_State *L, int module, int decode) {
+/* Registers metatable atai.Client, its methods (module.Client), the async
+** view's metatable (module.async_mt, its methods module.Async), and the
+** client's private functions in the table at `private`. */
+static void client_open(lua_State *L, int module, int decode, int private) {
+  lua_pushvalue(L, private);
+  lua_pushvalue(L, decode);
+  luaL_setfuncs(L, client_private, MODULE_UPVALUES);
+  lua_pop(L, 1);
   new_type(L, CLIENT_MT, client_meta, client_methods, decode); /* methods */
   lua_pushvalue(L, -1);
   lua_setfield(L, module, "Client");

@@ -243,9 +243,16 @@ static void push_cjson_decode(lua_State *L) {
   lua_pop(L, 1);
 }
 
-/* require "atai.core" */
+/* require "atai.core". Besides the module, it leaves the private table at
+** package.loaded["atai.core.private"]: what the Lua layer needs from C and
+** users must not call (call, start, step, defer, ops, time_scale, check,
+** is_closed, settings, on_work for clients; on_done, wait, internal,
+** client_of, progress for handles; stream). Objects users hold carry only
+** public methods. The Lua modules take it once, as an upvalue; tests of
+** internals require it too. It is rebuilt, with the module, by every
+** fresh require "atai.core". */
 int luaopen_atai_core(lua_State *L) {
-  int decode, module;
+  int decode, module, private;
   /* Reference-counted inside libcurl (thread-safe from 7.84 on). */
   curl_global_init(CURL_GLOBAL_DEFAULT);
   error_open(L);
@@ -271,9 +278,15 @@ int luaopen_atai_core(lua_State *L) {
   lua_pushvalue(L, decode);
   luaL_setfuncs(L, module_functions, MODULE_UPVALUES);
 
-  handle_open(L, module, decode); /* handle.c: atai.Handle */
-  client_open(L, module, decode); /* client.c: atai.Client, async view */
-  files_open(L, module, decode); /* files.c: _stream, _progress, mkdir, stat */
+  lua_newtable(L); /* the private table: see the comment above */
+  private = lua_gettop(L);
+  handle_open(L, module, decode, private); /* handle.c: atai.Handle */
+  client_open(L, module, decode, private); /* client.c: atai.Client, async view */
+  files_open(L, module, decode, private);
+  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED"); /* package.loaded, 5.1 to 5.4 */
+  lua_pushvalue(L, private);
+  lua_setfield(L, -2, "atai.core.private");
+  lua_pop(L, 1); /* files.c: _stream, _progress, mkdir, stat */
 
   lua_pushliteral(L, ATAI_VERSION);
   lua_setfield(L, module, "_VERSION");

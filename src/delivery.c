@@ -316,6 +316,7 @@ static int push_pending(lua_State *L, const char *what) {
 
 
 #define QUEUE_GLOBAL "atai.queue" /* registry: callbacks of ownerless handles */
+#define ON_WORK_KEY "atai.on_work" /* registry: the work-started hook, or nil */
 #define RUNS_KEY "atai.runs"      /* registry: coroutines started by atai.run */
 
 
@@ -707,12 +708,27 @@ static int in_run(lua_State *L) {
 ** Starting transfers
 ** ====================================================================== */
 
+/* The "work started" hook (P.on_work): tells whoever drives the client's
+** engine from outside (atai.uv) that a transfer is about to be in flight.
+** Runs before the transfer is, so an error it raises leaves nothing half
+** started. */
+static void notify_work(lua_State *L, int client_idx) {
+  lua_getfield(L, LUA_REGISTRYINDEX, ON_WORK_KEY);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pushvalue(L, client_idx);
+  lua_call(L, 1, 0);
+}
+
 /* Puts the new transfer at `idx` (client at client_idx) in flight. Async
 ** ones are anchored and hold their client through their user value;
 ** `internal` ones (atai's own) are not counted by pending(). */
 static void transfer_submit(lua_State *L, Client *c, int client_idx, int idx, int blocking,
                             int internal, Outcome at_once) {
   Transfer *t = (Transfer *)lua_touserdata(L, idx);
+  notify_work(L, client_idx);
   t->client = c;
   t->blocking = blocking;
   t->internal = blocking || internal;

@@ -7,14 +7,14 @@
 */
 
 /* ======================================================================
-** Starting a stream: client:_stream(spec)
+** Starting a stream: P.stream(client, spec) (P: atai.core.private)
 ** ====================================================================== */
 
 /* spec[field] as a string (left on the stack), NULL when nil. */
 static const char *spec_string(lua_State *L, int spec, const char *field, size_t *len) {
   lua_getfield(L, spec, field);
   if (lua_isnil(L, -1)) return NULL;
-  if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "_stream: spec.%s: string expected", field);
+  if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "stream: spec.%s: string expected", field);
   return lua_tolstring(L, -1, len);
 }
 
@@ -24,7 +24,7 @@ static double spec_number(lua_State *L, int spec, const char *field, double dflt
   lua_getfield(L, spec, field);
   if (!lua_isnil(L, -1) &&
       (lua_type(L, -1) != LUA_TNUMBER || !((n = lua_tonumber(L, -1)) >= min && n <= max)))
-    luaL_error(L, "_stream: spec.%s: number from %f to %f expected", field, min, max);
+    luaL_error(L, "stream: spec.%s: number from %f to %f expected", field, min, max);
   lua_pop(L, 1);
   return n;
 }
@@ -146,9 +146,9 @@ static void stream_source(lua_State *L, int spec, int handle, Stream *s) {
   length = spec_number(L, spec, "length", data ? (double)len - offset : 0, 0, 4503599627370496.0);
   s->offset = (curl_off_t)offset;
   s->length = (curl_off_t)length;
-  if (length < 0) luaL_error(L, "_stream: source offset past the data");
+  if (length < 0) luaL_error(L, "stream: source offset past the data");
   if (data) {
-    if (offset + length > (double)len) luaL_error(L, "_stream: source range past the data");
+    if (offset + length > (double)len) luaL_error(L, "stream: source range past the data");
     push_uv(L, handle);
     lua_pushvalue(L, -2);
     lua_rawseti(L, -2, UV_DATA); /* keeps the string (and s->data) alive */
@@ -157,7 +157,7 @@ static void stream_source(lua_State *L, int spec, int handle, Stream *s) {
   } else if (path) {
     s->in = stream_open(s, path, "rb");
   } else {
-    luaL_error(L, "_stream: spec.source needs path or data");
+    luaL_error(L, "stream: spec.source needs path or data");
   }
 }
 
@@ -176,7 +176,7 @@ static void stream_form(lua_State *L, int spec, Stream *s) {
   type = spec_string(L, spec, "type", &n3);
   if (!s->has_source || !name || !filename || strlen(name) != n1 || strlen(filename) != n2 ||
       (type && strlen(type) != n3))
-    luaL_error(L, "_stream: spec.form needs name, filename (no NUL) and a source");
+    luaL_error(L, "stream: spec.form needs name, filename (no NUL) and a source");
   s->form_fields = (char *)malloc(n1 + n2 + n3 + 3);
   if (s->form_fields == NULL) luaL_error(L, "not enough memory");
   memcpy(s->form_fields, name, n1 + 1);
@@ -191,13 +191,13 @@ static void stream_url(lua_State *L, Client *c, Transfer *t, int spec) {
   const char *url = spec_string(L, spec, "url", &len);
   if (t->x->stream->presigned) {
     if (!url || !(strncmp(url, "https://", 8) == 0 || strncmp(url, "http://", 7) == 0))
-      luaL_error(L, "_stream: a presigned spec.url must be http(s)");
+      luaL_error(L, "stream: a presigned spec.url must be http(s)");
   } else {
     url = spec_string(L, spec, "path", &len);
-    if (!url || url[0] != '/') luaL_error(L, "_stream: spec.path must start with '/'");
+    if (!url || url[0] != '/') luaL_error(L, "stream: spec.path must start with '/'");
   }
   for (i = 0; i < len; i++)
-    if ((unsigned char)url[i] <= ' ' || (unsigned char)url[i] >= 0x7f) luaL_error(L, "_stream: bad byte in the URL");
+    if ((unsigned char)url[i] <= ' ' || (unsigned char)url[i] >= 0x7f) luaL_error(L, "stream: bad byte in the URL");
   if ((!t->x->stream->presigned && !buffer_add(&t->x->url, c->base_url, c->base_url_len)) ||
       !buffer_add(&t->x->url, url, len))
     luaL_error(L, "not enough memory");
@@ -248,7 +248,7 @@ static int l_client_stream(lua_State *L) {
   read_call_opts(L, 2, "_stream", t);
   stream_url(L, c, t, 2);
   sink = spec_string(L, 2, "sink", &sink_len);
-  if (sink && (sink_len == 0 || strlen(sink) != sink_len)) luaL_error(L, "_stream: spec.sink: a path without NUL expected");
+  if (sink && (sink_len == 0 || strlen(sink) != sink_len)) luaL_error(L, "stream: spec.sink: a path without NUL expected");
   stream_headers(L, c, t, sink != NULL);
   stream_source(L, 2, 3, s);
   stream_form(L, 2, s);
@@ -341,20 +341,19 @@ static int l_wall_time(lua_State *L) {
 
 /* Adds this room's functions: to the module table at `module`, the client
 ** methods and the handle methods; `decode` is the shared upvalue. */
-static void files_open(lua_State *L, int module, int decode) {
+/* Registers the module's file functions, and stream and progress in the
+** private table (at index `private`). */
+static void files_open(lua_State *L, int module, int decode, int private) {
   static const luaL_Reg module_fns[] = {{"mkdir", l_mkdir}, {"stat", l_stat}, {"wall_time", l_wall_time},
                                         {"crc32c", l_crc32c}, {"crc32c_combine", l_crc32c_combine},
                                         {"crc32c_file", l_crc32c_file}, {"base64", l_base64}, {NULL, NULL}};
-  static const luaL_Reg client_fns[] = {{"_stream", l_client_stream}, {NULL, NULL}};
-  static const luaL_Reg handle_fns[] = {{"_progress", l_handle_progress}, {NULL, NULL}};
+  static const luaL_Reg private_fns[] = {{"stream", l_client_stream},
+                                         {"progress", l_handle_progress}, {NULL, NULL}};
   lua_pushvalue(L, module);
   lua_pushvalue(L, decode);
   luaL_setfuncs(L, module_fns, MODULE_UPVALUES);
-  lua_getfield(L, module, "Client");
+  lua_pushvalue(L, private);
   lua_pushvalue(L, decode);
-  luaL_setfuncs(L, client_fns, MODULE_UPVALUES);
-  lua_getfield(L, module, "Handle");
-  lua_pushvalue(L, decode);
-  luaL_setfuncs(L, handle_fns, MODULE_UPVALUES);
-  lua_pop(L, 3);
+  luaL_setfuncs(L, private_fns, MODULE_UPVALUES);
+  lua_pop(L, 2);
 }

@@ -145,10 +145,15 @@ static const luaL_Reg handle_methods[] = {
   {"done", l_handle_done},
   {"result", l_handle_result},
   {"cancel", l_handle_cancel},
-  {"_on_done", l_handle_on_done},
-  {"_wait", l_handle_wait},
-  {"_internal", l_handle_internal},
-  {"_client", l_handle_client},
+  {NULL, NULL}
+};
+
+/* What the Lua layer may do to a handle and users may not (atai.core.private). */
+static const luaL_Reg handle_private[] = {
+  {"on_done", l_handle_on_done},
+  {"wait", l_handle_wait},
+  {"internal", l_handle_internal},
+  {"client_of", l_handle_client},
   {NULL, NULL}
 };
 
@@ -158,8 +163,13 @@ static const luaL_Reg handle_meta[] = {
   {NULL, NULL}
 };
 
-/* Registers metatable atai.Handle and its methods (module.Handle). */
-static void handle_open(lua_State *L, int module, int decode) {
+/* Registers metatable atai.Handle and its methods (module.Handle), and its
+** private functions in the table at `private`. */
+static void handle_open(lua_State *L, int module, int decode, int private) {
   new_type(L, HANDLE_MT, handle_meta, handle_methods, decode);
   lua_setfield(L, module, "Handle");
+  lua_pushvalue(L, private);
+  lua_pushvalue(L, decode);
+  luaL_setfuncs(L, handle_private, MODULE_UPVALUES);
+  lua_pop(L, 1);
 }

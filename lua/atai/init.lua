@@ -47,12 +47,14 @@ local function load_core()
 end
 
 local core = load_core()
+local P = require("atai.core.private") -- what atai.core offers this layer only
 config = require("atai.config")
-local api = require("atai.api") -- adds the endpoint methods to atai.Client
+require("atai.methods") -- builds atai.Client's and the async view's methods, once
+local api = require("atai.api")
 local pages = require("atai.pages")
-local wait = require("atai.wait") -- adds wait_job, get_jobs, wait_jobs
-local files = require("atai.files") -- adds upload_file, upload_data, files_list, ...
-local download = require("atai.download") -- adds download, download_file, download_outputs
+local wait = require("atai.wait")
+local files = require("atai.files")
+local download = require("atai.download")
 local handle = require("atai.handle")
 
 ---@class atai
@@ -96,7 +98,7 @@ function atai.new(opts)
   local resolved = config.resolve(opts or {}, "new")
   local client = core.new_client(resolved)
   -- pages.DEFAULT_MAX_PAGES applies unless the client sets its own
-  api.settings[client] = { max_pages = opts and opts.max_pages }
+  P.settings(client).max_pages = opts and opts.max_pages
   return client
 end
 

@@ -8,11 +8,15 @@
 -- get_jobs and wait_jobs run many of these at once.
 
 local core = require("atai.core")
+local P = require("atai.core.private") -- what atai.core offers this layer only
 local check = require("atai.check")
 local handle = require("atai.handle")
 
-local Client, Async = core.Client, core.Async
+-- The public methods this file makes: atai.methods puts them on atai.Client
+-- and the async view (one place, once); nothing here touches those tables.
+local Client, Async = {}, {}
 local wait = {}
+wait.methods = { client = Client, async = Async }
 
 --- The statuses a job does not leave: COMPLETED, FAILED, CANCELLED.
 wait.TERMINAL = { COMPLETED = true, FAILED = true, CANCELLED = true }
@@ -102,7 +106,7 @@ local function wait_job(self, id, o)
           :format(id, o.timeout, last_seen and last_seen.status or "unknown"),
       }
     end
-    local slept, serr = self.async:sleep(deadline and math.min(pause, deadline - now) or pause):_internal():wait()
+    local slept, serr = handle.internal(self.async:sleep(deadline and math.min(pause, deadline - now) or pause)):wait()
     if not slept then return nil, serr end -- cancelled: the client was closed
     pause = math.min(pause * WAIT_DEFAULTS.growth, o.max_interval)
   end
@@ -131,7 +135,7 @@ end
 --- terminal; its polls and pauses run on the engine, never a sleep.
 function Async:wait_job(id, opts)
   local client = require("atai.api").view_client(self, "wait_job")
-  client:_check()
+  P.check(client)
   check.id("wait_job", 1, id)
   return spawn_wait(client, true, id, wait_options(opts))
 end
@@ -158,21 +162,21 @@ end
 
 local function get_jobs(self, ids, opts)
   local handles = {}
-  for i = 1, #ids do handles[i] = self.async:get_job(ids[i], opts):_internal() end
+  for i = 1, #ids do handles[i] = handle.internal(self.async:get_job(ids[i], opts)) end
   return handle.wait_all(handles)
 end
 
 --- Fetches many jobs concurrently: jobs[i] is the job of ids[i] or nil,
 --- errs[i] its error.
 function Client:get_jobs(ids, opts)
-  self:_check()
+  P.check(self)
   check_ids("get_jobs", ids)
   return get_jobs(self, ids, check_call_opts("get_jobs", opts))
 end
 
 function Async:get_jobs(ids, opts)
   local client = require("atai.api").view_client(self, "get_jobs")
-  client:_check()
+  P.check(client)
   check_ids("get_jobs", ids)
   return handle.spawn(client, true, "get_jobs", get_jobs, client, ids, check_call_opts("get_jobs", opts))
 end
@@ -186,16 +190,17 @@ end
 --- Waits for every job to be terminal, polling them concurrently; opts as
 --- wait_job, `timeout` bounding the whole call -> jobs, errs.
 function Client:wait_jobs(ids, opts)
-  self:_check()
+  P.check(self)
   check_ids("wait_jobs", ids)
   return wait_jobs(self, ids, wait_options(opts, "wait_jobs", 2))
 end
 
 function Async:wait_jobs(ids, opts)
   local client = require("atai.api").view_client(self, "wait_jobs")
-  client:_check()
+  P.check(client)
   check_ids("wait_jobs", ids)
   return handle.spawn(client, true, "wait_jobs", wait_jobs, client, ids, wait_options(opts, "wait_jobs", 2))
 end
+
 
 return wait
