@@ -105,28 +105,6 @@ static int opt_table(lua_State *L, int opts, const char *field, const char *fnam
   return lua_gettop(L);
 }
 
-/* Reads the per-call options every method takes from the table at `opts`:
-** timeout (seconds per attempt), max_retries. Same bounds as atai.new. */
-static void read_call_opts(lua_State *L, int opts, const char *fname, Transfer *t) {
-  lua_Number n;
-  lua_getfield(L, opts, "timeout");
-  if (!lua_isnil(L, -1)) {
-    n = lua_tonumber(L, -1);
-    if (!(lua_type(L, -1) == LUA_TNUMBER && n >= 0.001 && n <= CALL_TIMEOUT_MAX))
-      arg_error(L, opts, fname, "opts.timeout: number from 0.001 to 86400 (seconds) expected");
-    t->timeout_ms = (long)(n * 1000);
-  }
-  lua_getfield(L, opts, "max_retries");
-  if (!lua_isnil(L, -1)) {
-    n = lua_tonumber(L, -1);
-    if (!(lua_type(L, -1) == LUA_TNUMBER && n >= 0 && n <= MAX_RETRIES_MAX &&
-          n == (lua_Number)(int)n))
-      arg_error(L, opts, fname, "opts.max_retries: integer from 0 to 10 expected");
-    t->max_retries = (int)n;
-  }
-  lua_pop(L, 2);
-}
-
 /* A request path: starts with '/', printable ASCII, no space, '?' or '#'
 ** (the query goes in opts.query), and no "." or ".." segment, also spelled
 ** with %2e: libcurl would resolve it, leaving the API's version prefix. */

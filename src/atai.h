@@ -60,7 +60,7 @@
 **
 ** From args.c: arg_error build_headers build_url check_id check_method
 **   check_opts check_path header_ok headers_append id_problem new_type
-**   opt_table raise_at_user read_call_opts
+**   opt_table push_user_where raise_at_user
 **
 ** From transfer.c: client_random easy_configure on_body on_header
 **   on_open_socket transfer_classify url_origin_len
@@ -83,6 +83,7 @@
 ** From handle.c: handle_open transfer_new
 **
 ** From client.c: check_client client_open l_client_defer l_new_client
+**   read_call_opts
 **
 ** From files.c: files_open
 **
@@ -105,6 +106,13 @@
 #define HEADERS_MAX (256 * 1024) /* bytes of response headers kept */
 #define HOST_HOLDS 8             /* storage hosts whose 429 is remembered at once */
 #define REDACTED_QUERY "?REDACTED" /* shown instead of a presigned URL's query */
+
+/* A value atai.config has already checked (lua/atai/config.lua is the one
+** rule set for options): C only asserts it, and a failure is a bug in atai,
+** not a user's mistake, so the message names no rule. */
+#define ATAI_CHECKED(L, cond, what) \
+  ((cond) ? (void)0 : (void)luaL_error((L), "atai.core: %s was not checked by atai.config", (what)))
+#define CALL_CHECK_KEY "atai.call_options" /* registry: config.call_options */
 
 /* Shared upvalues of every function of the module (UV_DECODE is in json.c). */
 #define MODULE_UPVALUES 1
@@ -191,7 +199,7 @@ typedef struct Transfer {
   const char *method;         /* one of request_methods (static) */
   RetryPolicy policy;
   int max_retries;
-  long timeout_ms;
+  long timeout_ms;   /* per attempt: the call's, 0 none, -1 the client's */
   int attempts;
   double due;        /* T_BACKOFF / T_TIMER: when to go on (monotonic s) */
   double started;    /* first attempt */

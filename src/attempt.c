@@ -76,7 +76,7 @@ static void attempt_prepare(Client *c, Transfer *t, CURL *e) {
   curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, (void *)t);
   curl_easy_setopt(e, CURLOPT_URL, t->x->url.data);
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->x->headers ? t->x->headers : c->base_headers);
-  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, t->timeout_ms);
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, t->timeout_ms >= 0 ? t->timeout_ms : c->timeout_ms);
   /* libcurl resends a request by itself when a reused HTTP/1.1 connection
   ** turns out dead before any reply; a write must never be sent twice, so
   ** there it gets a connection of its own. HTTP/2 multiplexes instead. */

@@ -52,13 +52,12 @@ static const char *opt_string(lua_State *L, const char *field) {
   return lua_tostring(L, -1);
 }
 
-/* opts[field] within [min, max] (the bounds config.lua checks too), or dflt. */
+/* opts[field], or dflt; config.lua checked it, C asserts [min, max]. */
 static double opt_number(lua_State *L, const char *field, double dflt, double min, double max) {
   double n = dflt;
   lua_getfield(L, 1, field);
-  if (!lua_isnil(L, -1) &&
-      (lua_type(L, -1) != LUA_TNUMBER || !((n = lua_tonumber(L, -1)) >= min && n <= max)))
-    luaL_argerror(L, 1, lua_pushfstring(L, "%s: number from %f to %f expected", field, min, max));
+  if (!lua_isnil(L, -1)) n = lua_tonumber(L, -1);
+  ATAI_CHECKED(L, lua_isnil(L, -1) || (lua_type(L, -1) == LUA_TNUMBER && n >= min && n <= max), field);
   lua_pop(L, 1);
   return n;
 }
@@ -92,7 +91,8 @@ static int keep_string(char **slot, const char *s) {
   return *slot != NULL;
 }
 
-/* The numbers of the resolved configuration (config.lua checked them). */
+/* The numbers of the resolved configuration: config.lua checked them, the
+** bounds here are only what C asserts (ATAI_CHECKED), never a message. */
 static void client_read_numbers(lua_State *L, Client *c) {
   c->timeout_ms = (long)(opt_number(L, "timeout", 60, 0.001, CALL_TIMEOUT_MAX) * 1000);
   c->connect_timeout_ms = (long)(opt_number(L, "connect_timeout", 10, 0.001, CALL_TIMEOUT_MAX) * 1000);
@@ -146,6 +146,55 @@ static void client_base_headers(lua_State *L, Client *c, const char *api_key) {
   base_header(L, c, "Accept: application/json");
   base_header(L, c, "Expect:");
   base_header(L, c, "Content-Type:");
+}
+
+/* Has atai.config judge the per-call options at stack index `opts` (its
+** config.call_options: the one rule set, atai.new's bounds); an error it
+** raises is positioned at the user's line, as this file's own are. */
+static void check_call_opts(lua_State *L, int opts, const char *fname) {
+  lua_getfield(L, LUA_REGISTRYINDEX, CALL_CHECK_KEY);
+  if (lua_isnil(L, -1)) { /* first use: require("atai.config").call_options */
+    lua_pop(L, 1);
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "atai.config");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "call_options");
+    lua_remove(L, -2);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, CALL_CHECK_KEY);
+  }
+  lua_pushstring(L, fname);
+  lua_pushinteger(L, opts - 1);
+  lua_pushvalue(L, opts);
+  if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      push_user_where(L);
+      lua_insert(L, -2);
+      lua_concat(L, 2);
+    }
+    lua_error(L);
+  }
+}
+
+/* Reads the per-call options every method takes from the table at `opts`:
+** timeout (seconds per attempt), max_retries, once atai.config has
+** checked them; C only asserts what it was told. */
+static void read_call_opts(lua_State *L, int opts, const char *fname, Transfer *t) {
+  lua_Number n;
+  check_call_opts(L, opts, fname);
+  lua_getfield(L, opts, "timeout");
+  if (!lua_isnil(L, -1)) {
+    n = lua_tonumber(L, -1);
+    ATAI_CHECKED(L, n >= 0.001 && n <= CALL_TIMEOUT_MAX, "opts.timeout");
+    t->timeout_ms = (long)(n * 1000);
+  }
+  lua_getfield(L, opts, "max_retries");
+  if (!lua_isnil(L, -1)) {
+    n = lua_tonumber(L, -1);
+    ATAI_CHECKED(L, n >= 0 && n <= MAX_RETRIES_MAX && n == (lua_Number)(int)n, "opts.max_retries");
+    t->max_retries = (int)n;
+  }
+  lua_pop(L, 2);
 }
 
 /* core.new_client(opts) -> client. `opts` is resolved by the Lua layer:

@@ -22,9 +22,8 @@ static const char *spec_string(lua_State *L, int spec, const char *field, size_t
 static double spec_number(lua_State *L, int spec, const char *field, double dflt, double min, double max) {
   double n = dflt;
   lua_getfield(L, spec, field);
-  if (!lua_isnil(L, -1) &&
-      (lua_type(L, -1) != LUA_TNUMBER || !((n = lua_tonumber(L, -1)) >= min && n <= max)))
-    luaL_error(L, "stream: spec.%s: number from %f to %f expected", field, min, max);
+  if (!lua_isnil(L, -1)) n = lua_tonumber(L, -1);
+  ATAI_CHECKED(L, lua_isnil(L, -1) || (lua_type(L, -1) == LUA_TNUMBER && n >= min && n <= max), field);
   lua_pop(L, 1);
   return n;
 }

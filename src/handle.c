@@ -17,12 +17,12 @@ static Transfer *transfer_new(lua_State *L, Client *c, Mode mode, const char *me
   t->mode = mode;
   t->method = method;
   t->state = T_QUEUED;
+  t->timeout_ms = -1; /* the client's timeout (attempt.c), unless the call sets one */
   luaL_setmetatable(L, HANDLE_MT);
   if (c) {
     int idempotent = method && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0);
     t->policy = idempotent ? RETRY_TRANSIENT : RETRY_UNSENT;
     t->max_retries = c->max_retries;
-    t->timeout_ms = c->timeout_ms;
     if (c->spares > 0 && mode != MODE_TIMER) { /* a finished transfer's buffers: no malloc churn */
       c->spares--;
       buffer_move(&t->x->body, &c->spare_body[c->spares]);

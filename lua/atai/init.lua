@@ -47,7 +47,6 @@ local function load_core()
 end
 
 local core = load_core()
-local P = require("atai.core.private") -- what atai.core offers this layer only
 config = require("atai.config")
 require("atai.methods") -- builds atai.Client's and the async view's methods, once
 local api = require("atai.api")
@@ -90,17 +89,9 @@ function atai.succeeded(status_or_job)
   return status_of(status_or_job, "succeeded") == "COMPLETED"
 end
 
---- Creates a client: see doc/configuration.md for the options.
-function atai.new(opts)
-  if opts ~= nil and type(opts) ~= "table" then
-    error(("bad argument #1 to 'new' (options table expected, got %s)"):format(type(opts)), 2)
-  end
-  local resolved = config.resolve(opts or {}, "new")
-  local client = core.new_client(resolved)
-  -- pages.DEFAULT_MAX_PAGES applies unless the client sets its own
-  P.settings(client).max_pages = opts and opts.max_pages
-  return client
-end
+--- Creates a client: see doc/configuration.md for the options. It is
+--- atai.config's: the options are checked and resolved there, once.
+atai.new = config.new
 
 local default_options = {}
 local default_client

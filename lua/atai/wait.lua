@@ -11,6 +11,7 @@ local core = require("atai.core")
 local P = require("atai.core.private") -- what atai.core offers this layer only
 local check = require("atai.check")
 local handle = require("atai.handle")
+local config = require("atai.config")
 
 -- The public methods this file makes: atai.methods puts them on atai.Client
 -- and the async view (one place, once); nothing here touches those tables.
@@ -50,30 +51,22 @@ local function fingerprint(job)
     tostring(p.completed), tostring(p.failed) }, "/")
 end
 
-local function positive(v) return type(v) == "number" and v > 0 and v < math.huge end
+-- wait_job's options, checked by atai.config's one checker.
+local WAIT_OPTIONS = {
+  interval = "positive", max_interval = "positive", timeout = "positive",
+  on_update = "function", on_error = "function",
+}
 
 -- Checks wait_job's options and returns them with defaults filled in.
 local function wait_options(opts, fname, n)
-  local o = {}
   fname, n = fname or "wait_job", n or 2
-  if opts == nil then opts = {} end
-  if type(opts) ~= "table" then check.fail(fname, n, "options table expected, got " .. type(opts)) end
-  local checks = {
-    interval = positive, max_interval = positive, timeout = positive,
-    on_update = function(v) return type(v) == "function" end,
-    on_error = function(v) return type(v) == "function" end,
-  }
-  for k, v in pairs(opts) do
-    if not checks[k] then check.fail(fname, n, ("unknown option '%s'"):format(tostring(k))) end
-    if not checks[k](v) then check.fail(fname, n, ("option '%s': bad value (%s)"):format(k, type(v))) end
-    o[k] = v
-  end
+  local o = config.check_table(fname, n, opts, WAIT_OPTIONS, "option", "option '%s'")
   o.interval = o.interval or WAIT_DEFAULTS.interval
   o.max_interval = math.max(o.max_interval or WAIT_DEFAULTS.max_interval, o.interval)
   return o
 end
 
-local CALL_TIMEOUT_MAX = 86400 -- seconds: the longest attempt (config.OPTIONS.timeout.max)
+local CALL_TIMEOUT_MAX = config.OPTIONS.timeout.max -- seconds: the longest attempt
 
 -- The wait itself, written once: blocking when called on a client, and
 -- awaiting (yielding at get_job and at each sleep) inside a coroutine.
@@ -147,16 +140,11 @@ local function check_ids(fname, ids)
 end
 
 -- The per-call options of get_job (timeout, max_retries), checked for
--- get_jobs by the same rule as atai.new's.
+-- get_jobs by atai.config, as get_job's.
+local CALL_FIELDS = { timeout = config.OPTIONS.timeout, max_retries = config.OPTIONS.max_retries }
 local function check_call_opts(fname, opts)
   if opts == nil then return nil end
-  if type(opts) ~= "table" then check.fail(fname, 2, "opts: table expected, got " .. type(opts)) end
-  for k, v in pairs(opts) do
-    if k ~= "timeout" and k ~= "max_retries" then
-      check.fail(fname, 2, ("unknown option '%s'"):format(tostring(k)))
-    end
-    require("atai.config").check_call_option(fname, 2, k, v)
-  end
+  config.check_table(fname, 2, opts, CALL_FIELDS, "option", "opts.%s")
   return opts
 end
 
