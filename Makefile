@@ -42,6 +42,9 @@
 #                         (paths may hold spaces)
 #   make uninstall        removes what make install put there
 #   make man              regenerates man/atai.1 from the CLI's help data
+#   make callgraph        the calls between src/'s C files (scripts/callgraph.lua):
+#                         fails on an upward call, a cycle, a function over
+#                         60 lines, or atai.h's lists of offers out of date
 #   make lint             luacheck (.luacheckrc) over lua/, bin/, spec/, scripts/,
 #                         bench/, examples/, plugin/
 #   make docs             regenerates doc/reference.md from lua/atai/types.lua
@@ -111,7 +114,7 @@ INST_BIN    = $(DESTDIR)$(PREFIX)/bin
 INST_MAN    = $(DESTDIR)$(PREFIX)/share/man/man1
 MAN_PAGE   := man/atai.1
 
-.PHONY: all deps test demo fake-server memcheck test-all test-nvim nvim rock-check dist docs docs-check doctest bench clean install uninstall env man lint
+.PHONY: all deps test demo fake-server memcheck test-all test-nvim nvim rock-check dist docs docs-check doctest bench clean install uninstall env man lint callgraph
 
 all: $(SO) $(HOST)
 
@@ -251,6 +254,9 @@ env:
 # files[] give spec/ busted's globals and the Neovim files vim). LINT_FILES
 # narrows it (e.g. LINT_FILES=spec).
 LINT_FILES ?= .
+callgraph:
+	lua5.4 scripts/callgraph.lua
+
 lint:
 	@$(MAKE) --no-print-directory deps DEPS_EXTRA=lua-check
 	luacheck -q $(LINT_FILES)

@@ -76,6 +76,7 @@ build = {
     ["atai.files"] = "lua/atai/files.lua",
     ["atai.handle"] = "lua/atai/handle.lua",
     ["atai.health"] = "lua/atai/health.lua",
+    ["atai.methods"] = "lua/atai/methods.lua",
     ["atai.nvim"] = "lua/atai/nvim/init.lua",
     ["atai.nvim.buffers"] = "lua/atai/nvim/buffers.lua",
     ["atai.nvim.commands"] = "lua/atai/nvim/commands.lua",

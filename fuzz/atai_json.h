@@ -1,8 +1,7 @@
 /*
 ** atai_json.h: the src/ files the JSON and error-envelope harnesses test,
 ** included the way src/core.c includes them (one translation unit, so their
-** static functions are callable). These files keep their names through the
-** engine split; only atai_units.h has to follow it.
+** static functions are callable): the plain-C bottom layer only.
 */
 #ifndef ATAI_FUZZ_JSON_H
 #define ATAI_FUZZ_JSON_H
@@ -18,6 +17,7 @@
 
 #include "../src/compat.h"
 
+#include "../src/util.c"
 #include "../src/buffer.c"
 #include "../src/json.c"
 #include "../src/error.c"

@@ -1,22 +1,46 @@
 /*
 ** atai_units.h: the one place the header and URL harnesses reach into
-** atai.core. It includes the whole module source (its luaopen_ renamed so
-** the harness exports nothing of it) and wraps the functions under test in
-** units_* adapters; the harnesses call only those. When the engine moves
-** into other files, repoint the #include and the adapters, not the harnesses.
+** atai.core. It includes the layers they test, the way src/core.c includes
+** them (one translation unit, so their static functions are callable):
+** the plain-C bottom, args.c and transfer.c (libcurl's header callback),
+** nothing above (no engine, no delivery, no bindings), and wraps the
+** functions under test in units_* adapters; the harnesses call only those.
+** When a function moves to another file, repoint the #include and the
+** adapters, not the harnesses (scripts/callgraph.lua lists the layers).
 */
 #ifndef ATAI_FUZZ_UNITS_H
 #define ATAI_FUZZ_UNITS_H
 
-#define luaopen_atai_core atai_fuzz_unused_open
-#include "../src/core.c"
-#undef luaopen_atai_core
+#define _POSIX_C_SOURCE 200809L
+
+#include <errno.h>
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <poll.h>
+
+#include <curl/curl.h>
+
+#include "../src/compat.h"
+
+#include "../src/util.c"
+#include "../src/buffer.c"
+#include "../src/json.c"
+#include "../src/error.c"
+#include "../src/atai.h"
+#include "../src/headers.c"
+#include "../src/args.c"
+#include "../src/transfer.c"
 
 /* What the units use: a client (base URL) and one transfer of it (its
 ** response-header buffer and URL), as the engine pairs them. */
 typedef struct UnitsClient {
   Client c;
   Transfer t;
+  Exchange x; /* t's request part (t.x) */
 } UnitsClient;
 
 /* A zeroed client with `base_url`; units_client_free gives it back. */
@@ -29,12 +53,13 @@ static void units_client_init(UnitsClient *u, const char *base_url) {
   u->c.base_url_len = n;
   u->c.max_response_bytes = 64 * 1024 * 1024;
   u->t.client = &u->c;
+  u->t.x = &u->x;
   u->t.anchor = LUA_NOREF;
 }
 
 static void units_client_free(UnitsClient *u) {
-  buffer_free(&u->t.resp_headers);
-  buffer_free(&u->t.url);
+  buffer_free(&u->t.x->resp_headers);
+  buffer_free(&u->t.x->url);
   free(u->c.base_url);
   u->c.base_url = NULL;
 }
@@ -47,25 +72,25 @@ static size_t units_header_line(UnitsClient *u, const char *line, size_t len) {
 
 /* The header block the transfer kept (the last response's). */
 static const char *units_header_block(const UnitsClient *u, size_t *len) {
-  *len = u->t.resp_headers.len;
-  return u->t.resp_headers.data;
+  *len = u->t.x->resp_headers.len;
+  return u->t.x->resp_headers.data;
 }
 
 /* Value of header `name` (lowercase) in the kept block, or NULL. */
 static const char *units_response_header(UnitsClient *u, const char *name, size_t *len) {
-  return find_header(&u->t.resp_headers, name, len);
+  return find_header(&u->t.x->resp_headers, name, len);
 }
 
 /* Retry-After in seconds (0..RETRY_AFTER_MAX), or -1. */
 static double units_retry_after(UnitsClient *u) {
-  return retry_after_seconds(&u->t);
+  return retry_after_seconds(&u->t.x->resp_headers);
 }
 
 #define UNITS_RETRY_AFTER_MAX RETRY_AFTER_MAX
 
 /* Pushes the kept headers as a table (lowercase name -> value). */
 static void units_push_headers(lua_State *L, UnitsClient *u) {
-  push_response_headers(L, &u->t);
+  push_response_headers(L, &u->t.x->resp_headers);
 }
 
 /* Raises an argument error unless the string at idx is a request path. */
@@ -77,7 +102,7 @@ static void units_check_path(lua_State *L, int idx) {
 ** on query values a URL cannot carry. */
 static void units_push_url(lua_State *L, UnitsClient *u, const char *path, int query) {
   build_url(L, &u->c, &u->t, path, strlen(path), query, "request");
-  lua_pushlstring(L, u->t.url.data, u->t.url.len);
+  lua_pushlstring(L, u->t.x->url.data, u->t.x->url.len);
 }
 
 #endif

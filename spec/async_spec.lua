@@ -258,27 +258,29 @@ describe("the engine", function()
     assert.are.equal(0, t.client:poll(0))
   end)
 
-  it("a wait on a Lua handle returns once the callback completing it has run (_step)", function()
+  it("a wait on a Lua handle returns once the callback completing it has run (P.step)", function()
     -- A sleep of 10 s keeps the engine waiting. poll(10) would sit it out,
-    -- as the old Op:_wait sat out a whole 0.1 s slice after its handle had
-    -- completed; _step and the wait return when the callback has run, the
+    -- as the old Op wait sat out a whole 0.1 s slice after its handle had
+    -- completed; P.step and the wait return when the callback has run, the
     -- sleep still going (no clock read: it is done only if they waited).
     local long = t.client.async:sleep(10)
     local ran = 0
-    t.client:_defer(false, function() ran = ran + 1 end)
-    assert.are.equal(0, t.client:_step(10))
+    local P = require("atai.core.private") -- a test of internals
+    P.defer(t.client, false, function() ran = ran + 1 end)
+    assert.are.equal(0, P.step(t.client, 10))
     assert.are.equal(1, ran)
-    local Client, steps = require("atai.core").Client, 0
-    local step = Client._step
-    finally(function() Client._step = step end)
-    Client._step = function(...) steps = steps + 1; return step(...) end
-    local op = require("atai.handle").Op.new(t.client, false)
-    t.client:_defer(false, function() op:_complete("done") end)
+    local steps = 0
+    local step = P.step
+    finally(function() P.step = step end)
+    P.step = function(...) steps = steps + 1; return step(...) end
+    local handle = require("atai.handle")
+    local op = handle.Op.new(t.client, false)
+    P.defer(t.client, false, function() handle.complete(op, "done") end)
     assert.are.equal("done", op:wait())
-    assert.are.equal(1, steps) -- Op:wait drives the engine with _step
+    assert.are.equal(1, steps) -- Op:wait drives the engine with P.step
     assert.is_false(long:done())
     long:cancel()
-    assert.has_error(function() t.client:_step(-1) end)
+    assert.has_error(function() P.step(t.client, -1) end)
   end)
 
   it("poll(0, {budget}) leaves further completions for the next call", function()

@@ -329,8 +329,8 @@ describe("uploads", function()
 
     it("a file that shrinks while it is read is an io error, not a hang", function()
       local path = csv("shrink.csv", 10)
-      local h = t.client:_stream { method = "PUT", presigned = true, url = t.srv:url("/_blob/x"),
-        source = { path = path, offset = 0, length = 10000 } }
+      local h = require("atai.core.private").stream(t.client, { method = "PUT", presigned = true, url = t.srv:url("/_blob/x"),
+        source = { path = path, offset = 0, length = 10000 } })
       local v, err = h:wait(10)
       assert.is_nil(v)
       assert.are.equal("io", err.kind)

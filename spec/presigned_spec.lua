@@ -56,7 +56,7 @@ describe("presigned URLs", function()
     it("finding 4: a storage host's 429 with Retry-After: 20 delays no concurrent or later get_job", function()
       local retries = {}
       local c = t.new_client { on_retry = function(info) retries[#retries + 1] = info end }
-      c:_time_scale(0.2) -- the engine's clock: Retry-After 20 s lasts 4 s here (never waited out)
+      require("atai.core.private").time_scale(c, 0.2) -- the engine's clock: Retry-After 20 s lasts 4 s here (never waited out)
       rate_limited("/store/x", 2)
       local dl = c.async:download(t.srv:url("/store/x" .. SIGNED), dir .. "/x")
       poll_until(c, function() return #retries == 1 end)
@@ -79,7 +79,7 @@ describe("presigned URLs", function()
     it("finding 4: a storage host's 429 holds the later transfers to that host until its Retry-After", function()
       local retries = {}
       local c = t.new_client { on_retry = function(info) retries[#retries + 1] = info end }
-      c:_time_scale(0.1) -- Retry-After 20 s lasts 2 s here
+      require("atai.core.private").time_scale(c, 0.1) -- Retry-After 20 s lasts 2 s here
       rate_limited("/store/x", 1)
       t.srv:fault { path = "/store/y", responses = { { status = 200, body = "y" } } }
       local first = c.async:download(t.srv:url("/store/x" .. SIGNED), dir .. "/x")
@@ -101,7 +101,7 @@ describe("presigned URLs", function()
     it("finding 4: a storage host's 429 does not hold another host's transfers", function()
       local retries = {}
       local c = t.new_client { on_retry = function(info) retries[#retries + 1] = info end }
-      c:_time_scale(0.2)
+      require("atai.core.private").time_scale(c, 0.2)
       rate_limited("/store/x", 2)
       t.srv:fault { path = "/store/y", responses = { { status = 200, body = "y" } } }
       local first = c.async:download(t.srv:url("/store/x" .. SIGNED), dir .. "/x")
@@ -120,7 +120,7 @@ describe("presigned URLs", function()
     it("finding 4 (kept): an API 429 still holds every new attempt of the client, downloads included", function()
       local retries = {}
       local c = t.new_client { on_retry = function(info) retries[#retries + 1] = info end }
-      c:_time_scale(0.1)
+      require("atai.core.private").time_scale(c, 0.1)
       rate_limited("/v0.5/batch/jobs/" .. SEED, 1)
       local h = c.async:get_job(SEED)
       poll_until(c, function() return #retries == 1 end)
@@ -179,7 +179,7 @@ describe("presigned URLs", function()
     it("finding 10: a core handle's text cuts a presigned query; API URLs keep theirs", function()
       local exchanges = {}
       local c = t.new_client { on_exchange = function(info) exchanges[#exchanges + 1] = info end }
-      local h = c:_stream { method = "GET", presigned = true, url = t.srv:url("/store/z" .. SIGNED) }
+      local h = require("atai.core.private").stream(c, { method = "GET", presigned = true, url = t.srv:url("/store/z" .. SIGNED) })
       local text = tostring(h)
       assert.is_truthy(text:find("/store/z?REDACTED", 1, true), text)
       assert.is_falsy(text:find("Signature", 1, true), text)

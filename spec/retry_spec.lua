@@ -177,8 +177,8 @@ describe("retries", function()
     it("is waited out on the engine's clock, then the retry succeeds", function()
       -- the injectable clock: a 1 s Retry-After takes 10 ms here, while
       -- on_retry still reports the server's 1 s
-      client:_time_scale(0.01)
-      finally(function() client:_time_scale(1) end)
+      require("atai.core.private").time_scale(client, 0.01)
+      finally(function() require("atai.core.private").time_scale(client, 1) end)
       srv:fault { path = PATH, responses = { { status = 503, headers = { ["Retry-After"] = "1" } }, { pass = true } } }
       assert(client:get_job(SEED))
       assert.are.equal(1, retries[1].delay)

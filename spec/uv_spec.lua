@@ -334,12 +334,15 @@ describe("atai.uv under luv", function()
     stop:start(50, 0, function() stop:close(); uv.stop() end)
     uv.run()
     assert.is_true(#polled_fds() > 0)
-    local wrapped = atai.core.Async.get_job
+    local P = require("atai.core.private") -- a test of internals
+    local hook = P.on_work(nil)
+    P.on_work(hook)
+    assert.is_function(hook) -- the engine's "work started" hook, set while attached
     detach()
     detach()
     uv.run("nowait")
     assert.are.same({}, handles())
-    assert.are_not.equal(wrapped, atai.core.Async.get_job) -- the start functions unwrapped
+    assert.is_nil(P.on_work(nil)) -- and unset once no driver is left
     for _, h in ipairs(hs) do h:cancel() end
   end)
 

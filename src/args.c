@@ -105,28 +105,6 @@ static int opt_table(lua_State *L, int opts, const char *field, const char *fnam
   return lua_gettop(L);
 }
 
-/* Reads the per-call options every method takes from the table at `opts`:
-** timeout (seconds per attempt), max_retries. Same bounds as atai.new. */
-static void read_call_opts(lua_State *L, int opts, const char *fname, Transfer *t) {
-  lua_Number n;
-  lua_getfield(L, opts, "timeout");
-  if (!lua_isnil(L, -1)) {
-    n = lua_tonumber(L, -1);
-    if (!(lua_type(L, -1) == LUA_TNUMBER && n >= 0.001 && n <= CALL_TIMEOUT_MAX))
-      arg_error(L, opts, fname, "opts.timeout: number from 0.001 to 86400 (seconds) expected");
-    t->timeout_ms = (long)(n * 1000);
-  }
-  lua_getfield(L, opts, "max_retries");
-  if (!lua_isnil(L, -1)) {
-    n = lua_tonumber(L, -1);
-    if (!(lua_type(L, -1) == LUA_TNUMBER && n >= 0 && n <= MAX_RETRIES_MAX &&
-          n == (lua_Number)(int)n))
-      arg_error(L, opts, fname, "opts.max_retries: integer from 0 to 10 expected");
-    t->max_retries = (int)n;
-  }
-  lua_pop(L, 2);
-}
-
 /* A request path: starts with '/', printable ASCII, no space, '?' or '#'
 ** (the query goes in opts.query), and no "." or ".." segment, also spelled
 ** with %2e: libcurl would resolve it, leaving the API's version prefix. */
@@ -242,13 +220,13 @@ static void add_query(lua_State *L, Buffer *url, int query, const char *fname) {
   }
 }
 
-/* t->url = endpoint + path (+ query from the table at `query`, or 0). */
+/* t->x->url = endpoint + path (+ query from the table at `query`, or 0). */
 static void build_url(lua_State *L, Client *c, Transfer *t, const char *path, size_t path_len,
                       int query, const char *fname) {
-  buffer_clear(&t->url);
-  if (!buffer_add(&t->url, c->base_url, c->base_url_len) || !buffer_add(&t->url, path, path_len))
+  buffer_clear(&t->x->url);
+  if (!buffer_add(&t->x->url, c->base_url, c->base_url_len) || !buffer_add(&t->x->url, path, path_len))
     luaL_error(L, "not enough memory");
-  if (query) add_query(L, &t->url, query, fname);
+  if (query) add_query(L, &t->x->url, query, fname);
 }
 
 /* A header name is an HTTP token; a value holds no control byte (C0,
@@ -268,9 +246,9 @@ static int header_ok(const char *s, size_t len, int is_name) {
 }
 
 static void headers_append(lua_State *L, Transfer *t, const char *line) {
-  struct curl_slist *list = curl_slist_append(t->headers, line);
+  struct curl_slist *list = curl_slist_append(t->x->headers, line);
   if (list == NULL) luaL_error(L, "not enough memory");
-  t->headers = list;
+  t->x->headers = list;
 }
 
 /* Whether opts.headers (the table at `extra`, or 0) sets the header named
@@ -289,7 +267,7 @@ static int user_sets_header(lua_State *L, int extra, const char *name, size_t le
   return found;
 }
 
-/* Builds t->headers: the client's own (minus those the request replaces),
+/* Builds t->x->headers: the client's own (minus those the request replaces),
 ** Content-Type: application/json when there is a body, and opts.headers
 ** (table at `extra`, or 0). Owned by the transfer, so an argument error
 ** raised midway leaks nothing. */
@@ -324,4 +302,25 @@ static void build_headers(lua_State *L, Client *c, Transfer *t, int extra, int h
     headers_append(L, t, lua_tostring(L, -1));
     lua_pop(L, 2); /* the line and the value */
   }
+}
+
+
+/* ======================================================================
+** Userdata types (for the bindings of layer 4)
+** ====================================================================== */
+
+/* Makes metatable `name` with `meta` and a methods table (its __index,
+** unless `index` is given) holding `methods`; leaves the methods table on
+** the stack. Expects the decode upvalue at `decode`. */
+static void new_type(lua_State *L, const char *name, const luaL_Reg *meta,
+                     const luaL_Reg *methods, int decode) {
+  luaL_newmetatable(L, name);
+  lua_pushvalue(L, decode);
+  luaL_setfuncs(L, meta, MODULE_UPVALUES);
+  lua_newtable(L);
+  lua_pushvalue(L, decode);
+  luaL_setfuncs(L, methods, MODULE_UPVALUES);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "__index");
+  lua_remove(L, -2);
 }

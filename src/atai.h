@@ -1,20 +1,92 @@
 /*
-** atai.h: the types every room of atai.core shares (client, transfer) and
-** the few limits that more than one room needs.
+** atai.h: the private header of atai.core (in the manner of luv's
+** private.h): the types every layer shares (client, transfer), the few
+** limits more than one file needs, and what each file offers the others.
 **
 ** atai.core is a unity build: src/core.c includes the other .c files, so
-** everything here and there stays static; only luaopen_atai_core is
-** exported. The rooms, in reading order:
-**   core.c      module: metatables, module functions, luaopen
-**   args.c      argument checks and URL/header building, before any I/O
-**   client.c    one client: configuration, easy-handle pool, close
-**   transfer.c  one request in flight: libcurl callbacks, retries, results
-**   engine.c    the client's engine: sockets, due times, poll, wait
-**   requests.c  the entry points that start a request
-**   crc32c.c    CRC-32C (slicing-by-8, SSE4.2) and its combine, for uploads
-**   base64.c    base64, encoded while an upload is sent
-**   files.c     streaming transfers: bodies to files, uploads from files,
-**               presigned URLs, progress counters
+** everything stays static; only luaopen_atai_core is exported. The include
+** order is the layer order, and calls only go down it: a file uses only
+** functions of the files included before it, never one after it; nothing
+** declares a function of a file above. A callback that must go up (libcurl
+** calling into a transfer, the engine reporting a finished attempt) is a
+** function pointer handed down at run time. scripts/callgraph.lua (make
+** callgraph, in make test) draws the calls between files, static functions
+** included, and fails on an upward call, a cycle, a function over 60
+** lines, or a list below that is not exactly what is used.
+**
+** Layers, bottom first:
+**   0  plain C and small Lua helpers, no engine:
+**      util.c      monotonic clock, ASCII case
+**      buffer.c    growable byte buffers (Buffer)
+**      json.c      JSON <-> Lua values (lua-cjson decodes, we encode)
+**      error.c     the error table (atai.Error), kinds of statuses and codes
+**      headers.c   response header blocks: a header, Retry-After, as a table
+**      crc32c.c    CRC-32C and its combine, for uploads
+**      base64.c    base64, encoded while an upload is sent
+**      args.c      argument checks, URL and header building (before any I/O)
+**   1  one transfer, no Lua calls:
+**      transfer.c  its state, the client's libcurl options, libcurl's data
+**                  callbacks, presigned URLs
+**      stream.c    a streaming transfer's files and form (t->stream)
+**      attempt.c   one attempt's options, and the whole retry policy
+**   2  the engine, no Lua: engine.c (multi handle, easy-handle pool,
+**      sockets, due times, finished attempts)
+**   3  delivery.c: results into Lua values, the callback queue, the
+**      step/poll/wait loops, closing a client
+**   4  Lua bindings, each file registering its own methods:
+**      handle.c    atai.Handle
+**      client.c    atai.Client and its async view
+**      files.c     streams, progress, mkdir, stat
+**      core.c      the module: its functions and luaopen_atai_core
+**
+** What each file offers the files above it (scripts/callgraph.lua checks
+** that these lists are exactly the functions used across files):
+**
+** From util.c: ascii_lower equals_ci monotonic_seconds same_ci
+**
+** From buffer.c: buffer_add buffer_clear buffer_free buffer_move
+**   buffer_reset
+**
+** From json.c: format_number json_decode json_encode json_encode_sorted
+**
+** From error.c: curl_kind error_new error_open error_read_envelope
+**   l_new_error status_is_transient status_kind
+**
+** From headers.c: push_response_headers retry_after_seconds
+**
+** From crc32c.c: crc32c_update l_crc32c l_crc32c_combine l_crc32c_file
+**
+** From base64.c: b64_fill b64_size l_base64
+**
+** From args.c: arg_error build_headers build_url check_id check_method
+**   check_opts check_path header_ok headers_append id_problem new_type
+**   opt_table push_user_where raise_at_user
+**
+** From transfer.c: client_random easy_configure on_body on_header
+**   on_open_socket transfer_classify url_origin_len
+**
+** From stream.c: stream_end stream_fatal stream_free stream_io_error
+**   stream_prepare stream_restore
+**
+** From attempt.c: attempt_outcome attempt_prepare attempt_retryable retry_delay
+**   transfer_free_buffers
+**
+** From engine.c: attempt_detach engine_init has_news list_append
+**   list_unlink next_due start_queued step_io transfer_cancel
+**   transfer_detach transfer_finish trim_when_idle
+**
+** From delivery.c: client_release client_unusable deliver_one drain
+**   engine_close engine_enqueue_results engine_wait enqueue_call in_run
+**   poll_loop push_pending push_shown_url push_stored_results push_uv
+**   queue_waiting to_transfer transfer_submit
+**
+** From handle.c: handle_open transfer_new
+**
+** From client.c: check_client client_open l_client_defer l_new_client
+**   read_call_opts
+**
+** From files.c: files_open
+**
 */
 #ifndef ATAI_H
 #define ATAI_H
@@ -35,6 +107,13 @@
 #define HOST_HOLDS 8             /* storage hosts whose 429 is remembered at once */
 #define REDACTED_QUERY "?REDACTED" /* shown instead of a presigned URL's query */
 
+/* A value atai.config has already checked (lua/atai/config.lua is the one
+** rule set for options): C only asserts it, and a failure is a bug in atai,
+** not a user's mistake, so the message names no rule. */
+#define ATAI_CHECKED(L, cond, what) \
+  ((cond) ? (void)0 : (void)luaL_error((L), "atai.core: %s was not checked by atai.config", (what)))
+#define CALL_CHECK_KEY "atai.call_options" /* registry: config.call_options */
+
 /* Shared upvalues of every function of the module (UV_DECODE is in json.c). */
 #define MODULE_UPVALUES 1
 
@@ -53,6 +132,35 @@ typedef enum {
   MODE_STREAM  /* files.c: {status, bytes, headers} (the body is in a file) */
 } Mode;
 
+/* How a transfer ended: set once, by transfer_finish (engine.c), where its
+** last attempt ends, it is cancelled, or it cannot start; delivery.c makes
+** its results from this alone. */
+typedef enum {
+  OUTCOME_PENDING,   /* not ended yet */
+  OUTCOME_OK,        /* a 2xx or 304 response (a sleep: its time came) */
+  OUTCOME_STATUS,    /* any other HTTP status */
+  OUTCOME_TRANSPORT, /* libcurl failed: t->result */
+  OUTCOME_TOO_LARGE, /* the body grew past max_response_bytes */
+  OUTCOME_NO_MEMORY, /* no memory for the response, or for an easy handle */
+  OUTCOME_STREAM,    /* stream.c's own failure: t->stream->error */
+  OUTCOME_CONFIG,    /* the client (or the stream spec) cannot send */
+  OUTCOME_CANCELLED  /* cancel(), a closed client, a dropped handle */
+} Outcome;
+
+/* Why libcurl's data callbacks cut the current attempt short, if they did. */
+typedef enum { CUT_NONE, CUT_TOO_LARGE, CUT_NO_MEMORY } Cut;
+
+/* A client's life, one field (as liolib's closef): born closed, open once
+** built, and closed for good by close() or __gc. A close asked for from
+** inside a callback waits for the callback to return (CLOSE_ASKED); while
+** the close cancels and delivers what is in flight, it is CLOSING. */
+typedef enum {
+  LIFE_OPEN,        /* usable */
+  LIFE_CLOSE_ASKED, /* usable until the running callback returns */
+  LIFE_CLOSING,     /* engine_close is cancelling and delivering */
+  LIFE_CLOSED       /* libcurl's side freed (also while being built) */
+} Life;
+
 /* Where a transfer is in its life. */
 typedef enum {
   T_QUEUED,   /* waiting for a free slot (max_concurrency) or a rate limit */
@@ -66,6 +174,17 @@ typedef enum {
 struct Client;
 struct Stream; /* files.c */
 
+/* What only a request has: the buffers and the easy handle a sleep never
+** needs. It lives in the same userdata, right after its Transfer. */
+typedef struct Exchange {
+  CURL *easy; /* from the client's pool, only while an attempt runs */
+  struct curl_slist *headers; /* the request's own, or NULL for the client's */
+  Buffer url, payload;        /* request */
+  Buffer body, resp_headers;  /* response of the current attempt */
+  struct Stream *stream; /* stream.c: a streaming transfer's files, or NULL */
+  char errbuf[CURL_ERROR_SIZE];
+} Exchange;
+
 /* One request (or sleep) and everything it owns. The userdata is the
 ** handle users hold; while in flight it is anchored in the registry, and
 ** its user value holds the client (which it keeps alive), its callbacks
@@ -75,30 +194,27 @@ typedef struct Transfer {
   struct Transfer *prev, *next; /* in the client's list of live transfers */
   TState state;
   Mode mode;
-  CURL *easy; /* from the client's pool, only while an attempt runs */
-  struct curl_slist *headers; /* the request's own, or NULL for the client's */
-  Buffer url, payload;        /* request */
-  Buffer body, resp_headers;  /* response of the current attempt */
+  Exchange *x; /* a request's buffers and easy handle; NULL for a sleep, which
+               ** is only a due time of the engine (T_TIMER) */
   const char *method;         /* one of request_methods (static) */
   RetryPolicy policy;
   int max_retries;
-  long timeout_ms;
+  long timeout_ms;   /* per attempt: the call's, 0 none, -1 the client's */
   int attempts;
   double due;        /* T_BACKOFF / T_TIMER: when to go on (monotonic s) */
   double started;    /* first attempt */
   double attempt_started;
   double elapsed;    /* whole transfer, set when finished */
+  Outcome outcome;   /* set once, when the transfer finishes */
+  Cut cut;           /* of the current attempt */
   CURLcode result;
   long status;
   long os_errno;
   int socket_errno;  /* errno of a socket() that failed in this attempt, or 0 */
-  int retryable;     /* another attempt would have been allowed */
-  int too_large, out_of_memory;
+  int retryable;     /* another attempt would have been allowed (err.retryable) */
   int anchor;        /* registry ref while in flight, else LUA_NOREF */
   int internal;      /* started by atai itself: not counted by pending() */
   int blocking;      /* its callbacks run on the caller's stack, unguarded */
-  int cancelled;
-  int unusable;      /* the client has a config error: fails at once */
   int notify_retry;  /* an on_retry call is owed (delay in retry_delay) */
   int notify_exchange; /* an on_exchange call is owed */
   int presigned;     /* its URL is not under the endpoint: a storage URL (query hidden) */
@@ -108,8 +224,6 @@ typedef struct Transfer {
   int exchange_attempt;
   long exchange_status;
   CURLcode exchange_result;
-  struct Stream *stream; /* files.c: a streaming transfer's files, or NULL */
-  char errbuf[CURL_ERROR_SIZE];
 } Transfer;
 
 /* A storage host that answered 429 with Retry-After: its transfers wait. */
@@ -155,9 +269,7 @@ typedef struct Client {
   int in_callback;             /* a guarded callback is running */
   int in_free_callback;        /* a blocking call's own callback is running */
   unsigned long callbacks_run; /* callbacks run so far (client:_step) */
-  int close_requested;         /* close() called from a callback: apply after it */
-  int closing;
-  int released;                /* curl handles gone (closed) */
+  Life life;                   /* open, close asked, closing, closed */
   int on_retry_ref, on_exchange_ref; /* registry refs, or LUA_NOREF */
   int queue_ref;               /* registry ref of the callback queue table */
   int q_head, q_tail;          /* queue[q_head .. q_tail - 1] */
@@ -168,14 +280,10 @@ typedef struct Client {
   double time_scale;           /* factor on every wait (tests: _time_scale) */
 } Client;
 
-/* Used before their room defines them. */
-static int in_run(lua_State *L); /* engine.c */
-/* files.c: the hooks a streaming transfer (t->stream) adds to the engine */
-static void stream_prepare(Transfer *t, CURL *e);        /* each attempt */
-static void stream_restore(Client *c, CURL *e);          /* easy back to the pool */
-static CURLcode stream_end(Transfer *t, CURLcode result); /* attempt over */
-static int stream_fatal(const Transfer *t);              /* no retry */
-static int stream_push_results(lua_State *L, const Transfer *t);
-static void stream_free(Transfer *t);
+/* User-value slots of a transfer (a table, made on first need). */
+#define UV_CLIENT 1    /* the client: a transfer in flight keeps it alive */
+#define UV_CALLBACKS 2 /* on_done functions, in order */
+#define UV_RESULTS 3   /* {n = count, ...} once done */
+#define UV_DATA 4      /* the Lua string an upload reads */
 
 #endif /* ATAI_H */

@@ -1,3 +1,4 @@
+
 /*
 ** core.c: atai.core, the C half of atai (the Archetype AI Batch API client):
 ** the module room. It builds the metatables and the module table, and holds
@@ -26,44 +27,25 @@
 
 #include "compat.h"
 
-#include "buffer.c"
-#include "json.c"
-#include "error.c"
-#include "atai.h"
-
-/* ---- small helpers every room uses ------------------------------------ */
-
-static double monotonic_seconds(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int ascii_lower(int ch) {
-  return (ch >= 'A' && ch <= 'Z') ? ch + 32 : ch;
-}
-
-/* Whether the first n bytes of a and b are equal, ignoring ASCII case. */
-static int same_ci(const char *a, const char *b, size_t n) {
-  size_t i;
-  for (i = 0; i < n; i++)
-    if (ascii_lower((unsigned char)a[i]) != ascii_lower((unsigned char)b[i])) return 0;
-  return 1;
-}
-
-/* Whether the n bytes at s spell `name`, ignoring ASCII case. */
-static int equals_ci(const char *s, size_t n, const char *name) {
-  return strlen(name) == n && same_ci(s, name, n);
-}
-
-#include "args.c"
-#include "client.c"
-#include "transfer.c"
-#include "engine.c"
-#include "requests.c"
-#include "crc32c.c"
-#include "base64.c"
-#include "files.c"
+/* The layers, bottom first: each file uses only the files above it here
+** (scripts/callgraph.lua checks it; atai.h lists what each file offers). */
+#include "util.c"     /* 0 plain C: clock, ASCII case */
+#include "buffer.c"   /* 0 plain C: growable byte buffers */
+#include "json.c"     /* 0 JSON <-> Lua values */
+#include "error.c"    /* 0 the error table, kinds of statuses and curl codes */
+#include "atai.h"     /*   the shared types (Client, Transfer) */
+#include "headers.c"  /* 0 response headers, Retry-After */
+#include "crc32c.c"   /* 0 CRC-32C */
+#include "base64.c"   /* 0 base64 */
+#include "args.c"     /* 0 argument checks, URL and header building */
+#include "transfer.c" /* 1 one request: its state, libcurl options, callbacks */
+#include "stream.c"   /* 1 a transfer's files and form */
+#include "attempt.c"  /* 1 one attempt: its options, the retry policy */
+#include "engine.c"   /* 2 multi handle, pool, sockets, due times */
+#include "delivery.c" /* 3 results into Lua values, callback queue, step */
+#include "handle.c"   /* 4 bindings: atai.Handle */
+#include "client.c"   /* 4 bindings: atai.Client and its async view */
+#include "files.c"    /* 4 bindings: streams, mkdir, stat */
 
 
 /* ======================================================================
@@ -204,83 +186,6 @@ static int l_version_info(lua_State *L) {
   return 1;
 }
 
-/* client.__index: its methods, or `async`: the client's async view, a
-** table {client} whose methods start requests and return handles. It is
-** kept in the client's user value (a cycle the collector handles). */
-static int l_client_index(lua_State *L) {
-  lua_pushvalue(L, 2);
-  lua_rawget(L, lua_upvalueindex(2));
-  if (!lua_isnil(L, -1) || lua_type(L, 2) != LUA_TSTRING || strcmp(lua_tostring(L, 2), "async") != 0)
-    return 1;
-  if (atai_getuv(L, 1) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    atai_setuv(L, 1);
-  }
-  lua_rawgeti(L, -1, 1);
-  if (lua_isnil(L, -1)) {
-    lua_pop(L, 1);
-    lua_createtable(L, 1, 0);
-    lua_pushvalue(L, 1);
-    lua_rawseti(L, -2, 1);
-    lua_pushvalue(L, lua_upvalueindex(3));
-    lua_setmetatable(L, -2);
-    lua_pushvalue(L, -1);
-    lua_rawseti(L, -3, 1);
-  }
-  return 1;
-}
-
-static const luaL_Reg client_methods[] = {
-  {"get_job", l_client_get_job},
-  {"request", l_client_request},
-  {"_call", l_client_call},
-  {"_start", l_client_start},
-  {"poll", l_client_poll},
-  {"_step", l_client_step},
-  {"pending", l_client_pending},
-  {"timeout", l_client_timeout},
-  {"sockets", l_client_sockets},
-  {"close", l_client_close},
-  {"_defer", l_client_defer},
-  {"_ops", l_client_ops},
-  {"_time_scale", l_client_time_scale},
-  {"_check", l_client_check},
-  {NULL, NULL}
-};
-
-static const luaL_Reg client_meta[] = {
-  {"__gc", l_client_gc},
-  {"__close", l_client_close},
-  {"__tostring", l_client_tostring},
-  {NULL, NULL}
-};
-
-static const luaL_Reg async_methods[] = {
-  {"get_job", l_async_get_job},
-  {"request", l_async_request},
-  {"sleep", l_async_sleep},
-  {NULL, NULL}
-};
-
-static const luaL_Reg handle_methods[] = {
-  {"done", l_handle_done},
-  {"result", l_handle_result},
-  {"cancel", l_handle_cancel},
-  {"_on_done", l_handle_on_done},
-  {"_wait", l_handle_wait},
-  {"_internal", l_handle_internal},
-  {"_client", l_handle_client},
-  {NULL, NULL}
-};
-
-static const luaL_Reg handle_meta[] = {
-  {"__gc", l_handle_gc},
-  {"__tostring", l_handle_tostring},
-  {NULL, NULL}
-};
-
 static const luaL_Reg module_functions[] = {
   {"new_client", l_new_client},
   {"new_error", l_new_error},
@@ -338,25 +243,16 @@ static void push_cjson_decode(lua_State *L) {
   lua_pop(L, 1);
 }
 
-/* Makes metatable `name` with `meta` and a methods table (its __index,
-** unless `index` is given) holding `methods`; leaves the methods table on
-** the stack. Expects the decode upvalue at `decode`. */
-static void new_type(lua_State *L, const char *name, const luaL_Reg *meta,
-                     const luaL_Reg *methods, int decode) {
-  luaL_newmetatable(L, name);
-  lua_pushvalue(L, decode);
-  luaL_setfuncs(L, meta, MODULE_UPVALUES);
-  lua_newtable(L);
-  lua_pushvalue(L, decode);
-  luaL_setfuncs(L, methods, MODULE_UPVALUES);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -3, "__index");
-  lua_remove(L, -2);
-}
-
-/* require "atai.core" */
+/* require "atai.core". Besides the module, it leaves the private table at
+** package.loaded["atai.core.private"]: what the Lua layer needs from C and
+** users must not call (call, start, step, defer, ops, time_scale, check,
+** is_closed, settings, on_work for clients; on_done, wait, internal,
+** client_of, progress for handles; stream). Objects users hold carry only
+** public methods. The Lua modules take it once, as an upvalue; tests of
+** internals require it too. It is rebuilt, with the module, by every
+** fresh require "atai.core". */
 int luaopen_atai_core(lua_State *L) {
-  int decode, module;
+  int decode, module, private;
   /* Reference-counted inside libcurl (thread-safe from 7.84 on). */
   curl_global_init(CURL_GLOBAL_DEFAULT);
   error_open(L);
@@ -382,31 +278,15 @@ int luaopen_atai_core(lua_State *L) {
   lua_pushvalue(L, decode);
   luaL_setfuncs(L, module_functions, MODULE_UPVALUES);
 
-  new_type(L, HANDLE_MT, handle_meta, handle_methods, decode);
-  lua_setfield(L, module, "Handle"); /* so the Lua layer can add its own */
-
-  new_type(L, CLIENT_MT, client_meta, client_methods, decode); /* methods */
-  lua_pushvalue(L, -1);
-  lua_setfield(L, module, "Client");
-  lua_newtable(L); /* async view metatable, its __index the async methods */
-  lua_newtable(L);
-  lua_pushvalue(L, decode);
-  luaL_setfuncs(L, async_methods, MODULE_UPVALUES);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, module, "Async");
-  lua_setfield(L, -2, "__index");
-  lua_pushvalue(L, -1);
-  lua_setfield(L, module, "async_mt");
-  /* stack: ... methods async_mt */
-  luaL_getmetatable(L, CLIENT_MT);
-  lua_pushvalue(L, decode);
-  lua_pushvalue(L, -4); /* methods */
-  lua_pushvalue(L, -4); /* async_mt */
-  lua_pushcclosure(L, l_client_index, 3);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 3);
-
-  files_open(L, module, decode); /* files.c: _stream, _progress, mkdir, stat */
+  lua_newtable(L); /* the private table: see the comment above */
+  private = lua_gettop(L);
+  handle_open(L, module, decode, private); /* handle.c: atai.Handle */
+  client_open(L, module, decode, private); /* client.c: atai.Client, async view */
+  files_open(L, module, decode, private);
+  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED"); /* package.loaded, 5.1 to 5.4 */
+  lua_pushvalue(L, private);
+  lua_setfield(L, -2, "atai.core.private");
+  lua_pop(L, 1); /* files.c: _stream, _progress, mkdir, stat */
 
   lua_pushliteral(L, ATAI_VERSION);
   lua_setfield(L, module, "_VERSION");

@@ -6,17 +6,25 @@
 -- method (client:name(...)) and the async one (client.async:name(...) ->
 -- handle); both check their arguments the same way and raise before any
 -- I/O. get_job and request are C (atai.core); the rest go through the
--- client's engine as client:_call (blocking) or client:_start (a handle).
+-- client's engine through atai.core's private P.call (blocking) or P.start (a handle).
 -- Retry policy comes from the method: GETs retry transient failures; POST
 -- and DELETE only when the request cannot have reached the server.
 
 local core = require("atai.core")
+local P = require("atai.core.private") -- what atai.core offers this layer only
 local check = require("atai.check")
 local pages = require("atai.pages")
 local handle = require("atai.handle")
 
-local Client, Async = core.Client, core.Async
 local api = {}
+
+-- The public methods this file makes: atai.methods puts them on atai.Client
+-- and the async view (one place, once); nothing here touches those tables.
+local Client, Async = {}, {}
+api.methods = { client = Client, async = Async }
+local function add(name, blocking, async)
+  Client[name], Async[name] = blocking, async
+end
 
 local PAGE = { offset = "count", limit = "limit" }
 
@@ -159,8 +167,6 @@ local function resolve(ep, name, a, b)
   return path, nil
 end
 
---- Per-client settings the Lua layer keeps (max_pages), by client.
-api.settings = setmetatable({}, { __mode = "k" })
 
 -- The client of an async view; raises when called with '.' instead of ':'.
 local function view_client(view, name)
@@ -174,7 +180,7 @@ api.view_client = view_client
 -- An async handle that completes with finish(results of h).
 local function mapped(client, h, finish)
   local op = handle.Op.new(client, true)
-  h:_internal():_on_done(function(...) op:_complete(finish(...)) end)
+  handle.on_done(handle.internal(h), function(...) handle.complete(op, finish(...)) end)
   op.awaiting = h
   return op
 end
@@ -184,27 +190,25 @@ local function define(ep)
   local name, method = ep[1], ep[2]
   local function prepare(a, b) return resolve(ep, name, a, b) end
   if ep.meta then
-    Client[name] = function(self, a, b)
+    add(name, function(self, a, b)
       local path, opts, finish = prepare(a, b)
       return finish(self:request(method, path, opts))
-    end
-    Async[name] = function(view, a, b)
+    end, function(view, a, b)
       local self = view_client(view, name)
       local path, opts, finish = prepare(a, b)
       return mapped(self, self.async:request(method, path, opts), finish)
-    end
+    end)
     return
   end
-  Client[name] = function(self, a, b)
+  add(name, function(self, a, b)
     local path, opts = prepare(a, b)
-    local body, err = self:_call(method, path, opts)
+    local body, err = P.call(self, method, path, opts)
     return body, err
-  end
-  Async[name] = function(view, a, b)
+  end, function(view, a, b)
     local self = view_client(view, name)
     local path, opts = prepare(a, b)
-    return self:_start(method, path, opts)
-  end
+    return P.start(self, method, path, opts)
+  end)
 end
 
 for _, ep in ipairs(api.ENDPOINTS) do define(ep) end
@@ -214,12 +218,11 @@ for _, ep in ipairs(api.ENDPOINTS) do define(ep) end
 local function define_list(name, path, filter_fields, field, each_name)
   local ep = { name, "GET", path, filter = filter_fields }
   define(ep)
-  Client[each_name] = function(self, a, b)
+  add(each_name, function(self, a, b)
     local p, opts = resolve(ep, each_name, a, b)
-    local settings = api.settings[self]
-    return pages.each(function(q) return self:_call("GET", p, { query = q }) end, field, opts.query,
-      settings and settings.max_pages)
-  end
+    return pages.each(function(q) return P.call(self, "GET", p, { query = q }) end, field, opts.query,
+      P.settings(self).max_pages)
+  end)
 end
 
 for _, list in ipairs(api.LISTS) do define_list(list[1], list[2], list[3], list[4], list[5]) end
@@ -274,17 +277,15 @@ end
 --- the registry and matches client-side). Several versions: a published one
 --- wins, then the highest pipeline_version. Returns the pipeline, or nil,
 --- err (kind "not_found" when no pipeline has that key).
-function Client:find_pipeline(key, filter)
+add("find_pipeline", function(self, key, filter)
   local query = check_find("find_pipeline", key, filter)
   return find_pipeline(self, key, query)
-end
-
-function Async:find_pipeline(key, filter)
-  local client = view_client(self, "find_pipeline")
-  client:_check()
+end, function(view, key, filter)
+  local client = view_client(view, "find_pipeline")
+  P.check(client)
   local query = check_find("find_pipeline", key, filter)
   return handle.spawn(client, true, "find_pipeline", find_pipeline, client, key, query)
-end
+end)
 
 --- The names of the client methods that atai also offers bound to the
 --- default client (beside get_job and request, which init.lua binds).

@@ -54,69 +54,19 @@ function check.file_mode(v)
   return nil
 end
 
--- Kinds of filter field: how to check one, and what it expects.
-local FIELD_KINDS = {
-  string = { "non-empty string", function(v) return type(v) == "string" and v ~= "" end },
-  count = { "integer >= 0", function(v) return is_number(v) and v >= 0 and v == math.floor(v) end },
-  limit = { "integer >= 1", function(v) return is_number(v) and v >= 1 and v == math.floor(v) end },
-  strings = { "string or list of strings", function(v)
-    if type(v) == "string" then return v ~= "" end
-    if type(v) ~= "table" or #v == 0 then return false end
-    for k, s in pairs(v) do
-      if type(k) ~= "number" or type(s) ~= "string" or s == "" then return false end
-    end
-    return true
-  end },
-  order = { "'asc' or 'desc'", function(v) return v == "asc" or v == "desc" end },
-  ["function"] = { "function", function(v) return type(v) == "function" end },
-  seconds = { "number > 0 (seconds)", function(v) return is_number(v) and v > 0 and v <= 86400 end },
-  bytes = { "integer >= 1 (bytes)", function(v) return is_number(v) and v >= 1 and v == math.floor(v) end },
-  size = { "integer from 0 to 2^52 (bytes)", function(v)
-    return is_number(v) and v >= 0 and v <= 2 ^ 52 and v == math.floor(v)
-  end },
-  rate = { "integer from 1 to 2^31 - 1 (bytes per second)", function(v)
-    return is_number(v) and v >= 1 and v <= 2 ^ 31 - 1 and v == math.floor(v)
-  end },
-  duration = { "number from 1 to 604800 (seconds)", function(v) return is_number(v) and v >= 1 and v <= 604800 end },
-  mode = { "integer from 0 to 511, or an octal string such as \"0600\"", function(v)
-    return check.file_mode(v) ~= nil
-  end },
-  margin = { "number >= 0 (seconds)", function(v) return is_number(v) and v >= 0 and v <= 86400 end },
-  boolean = { "boolean", function(v) return type(v) == "boolean" end },
-}
-
--- Checks the optional table `t` (argument n) against `fields` (name ->
--- kind); `what` names its entries in messages ("filter", "option").
-local function check_fields(what, fname, n, t, fields)
-  local query = {}
-  if t == nil then return query end
-  if type(t) ~= "table" then check.fail(fname, n, ("%s table expected, got %s"):format(what, type(t))) end
-  for name, value in pairs(t) do
-    local kind = fields[name]
-    if not kind then
-      local known = {}
-      for k in pairs(fields) do known[#known + 1] = k end
-      table.sort(known)
-      check.fail(fname, n, ("unknown %s '%s' (known: %s)"):format(what, tostring(name), table.concat(known, ", ")))
-    end
-    local spec = FIELD_KINDS[kind]
-    if not spec[2](value) then
-      check.fail(fname, n, ("%s: %s expected, got %s"):format(name, spec[1], type(value)))
-    end
-    query[name] = value
-  end
-  return query
-end
+-- Filters and option tables are checked by atai.config's one checker
+-- (config.check_table: the kinds and messages of every option of atai);
+-- required when first used, since atai.config requires this file.
 
 --- Checks the optional filter table (argument n) against `fields`
 --- (name -> kind) and returns a fresh query table.
 function check.filter(fname, n, filter, fields)
-  return check_fields("filter", fname, n, filter, fields)
+  return require("atai.config").check_table(fname, n, filter, fields, "filter")
 end
 
 --- Checks an optional options table the same way; returns a fresh copy.
 function check.options(fname, n, opts, fields)
-  return check_fields("option", fname, n, opts, fields)
+  return require("atai.config").check_table(fname, n, opts, fields, "option")
 end
 
 return check

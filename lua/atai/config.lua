@@ -1,13 +1,18 @@
 --- atai.config: turns the options of atai.new / atai.configure and the
--- environment into the resolved table that atai.core.new_client takes.
+-- environment into the resolved table that atai.core.new_client takes, and
+-- checks every other option table of atai (per call: get_job's and
+-- request's timeout and max_retries, wait_job's, the file functions'; and
+-- the list filters): the one place where option values are judged.
 --
 -- Explicit options are checked strictly (a wrong one raises, naming it and
 -- never its value); values read from the environment cannot raise at the
 -- call site, so a bad ATAI_API_ENDPOINT becomes a `config` error returned
--- by every request. config.OPTIONS holds every option's kind and bounds:
--- the one source for atai.new, atai.configure and per-call options.
+-- by every request. config.OPTIONS holds every client option's kind and
+-- bounds: the one source for atai.new, atai.configure and the per-call
+-- options of the same name. atai.core reads only values checked here.
 
 local core = require("atai.core")
+local P = require("atai.core.private") -- what atai.core offers this layer only
 local check = require("atai.check")
 local pages = require("atai.pages")
 
@@ -22,10 +27,37 @@ local function is_whole(v) return is_number(v) and v == math.floor(v) end
 local function is_header_text(v) return type(v) == "string" and not v:find("%c") end
 local function is_nonempty(v) return type(v) == "string" and v ~= "" end
 
--- Kinds of option value: what a value of the kind is called in messages,
--- and whether v (given the option, for its bounds) is one.
+-- A list of non-empty strings, or one.
+local function is_strings(v)
+  if type(v) == "string" then return v ~= "" end
+  if type(v) ~= "table" or #v == 0 then return false end
+  for k, s in pairs(v) do
+    if type(k) ~= "number" or type(s) ~= "string" or s == "" then return false end
+  end
+  return true
+end
+
+-- Kinds of value, for every option and filter of atai: what a value of the
+-- kind is called in messages, and whether v (given the option, for its
+-- bounds) is one.
 local KINDS = {
   number = { "number", function(v, o) return is_number(v) and v >= o.min and v <= o.max end },
+  positive = { "number > 0", function(v) return is_number(v) and v > 0 end },
+  string = { "non-empty string", is_nonempty },
+  count = { "integer >= 0", function(v) return is_whole(v) and v >= 0 end },
+  limit = { "integer >= 1", function(v) return is_whole(v) and v >= 1 end },
+  strings = { "string or list of strings", is_strings },
+  order = { "'asc' or 'desc'", function(v) return v == "asc" or v == "desc" end },
+  seconds = { "number > 0 (seconds)", function(v) return is_number(v) and v > 0 and v <= 86400 end },
+  bytes = { "integer >= 1 (bytes)", function(v) return is_whole(v) and v >= 1 end },
+  size = { "integer from 0 to 2^52 (bytes)", function(v) return is_whole(v) and v >= 0 and v <= 2 ^ 52 end },
+  rate = { "integer from 1 to 2^31 - 1 (bytes per second)",
+    function(v) return is_whole(v) and v >= 1 and v <= 2 ^ 31 - 1 end },
+  duration = { "number from 1 to 604800 (seconds)", function(v) return is_number(v) and v >= 1 and v <= 604800 end },
+  mode = { "integer from 0 to 511, or an octal string such as \"0600\"",
+    function(v) return check.file_mode(v) ~= nil end },
+  margin = { "number >= 0 (seconds)", function(v) return is_number(v) and v >= 0 and v <= 86400 end },
+  boolean = { "boolean", function(v) return type(v) == "boolean" end },
   integer = { "integer", function(v, o) return is_whole(v) and v >= o.min and v <= o.max end },
   ["function"] = { "function", function(v) return type(v) == "function" end },
   secret = { "non-empty string without control characters",
@@ -88,16 +120,74 @@ local function got(option, v)
   return "number out of range"
 end
 
--- Raises unless `value` suits option `name`; `label` is how the message
--- names it, a format for the name ("option '%s'", "opts.%s").
-local function check_option(fname, argn, label, name, value)
-  local option = OPTIONS[name]
-  if not option then check.fail(fname, argn, ("unknown option '%s'"):format(tostring(name))) end
-  if not option.check(value) then
-    check.fail(fname, argn,
-      ("%s: %s expected, got %s"):format(label:format(name), option.description, got(option, value)))
+-- The field spec of a kind name ("limit"): made once, like an option's.
+local FIELDS_OF_KIND = {}
+for kind, k in pairs(KINDS) do
+  FIELDS_OF_KIND[kind] = { kind = kind, description = k[1], check = function(v) return k[2](v) == true end }
+end
+
+-- Raises unless `value` suits field `name` of `fields` (name -> an option
+-- of config.OPTIONS or a kind name); `label` is how the message names it,
+-- a format for the name ("option '%s'", "opts.%s", "%s"); `what` names
+-- the entries ("option", "filter") when the name is unknown, listing the
+-- known ones when `list_known`.
+local function check_field(fname, argn, fields, what, label, name, value, list_known)
+  local field = fields[name]
+  if type(field) == "string" then field = FIELDS_OF_KIND[field] end
+  if not field then
+    local known = ""
+    if list_known then
+      local names = {}
+      for k in pairs(fields) do names[#names + 1] = k end
+      table.sort(names)
+      known = (" (known: %s)"):format(table.concat(names, ", "))
+    end
+    check.fail(fname, argn, ("unknown %s '%s'%s"):format(what, tostring(name), known))
+  end
+  if not field.check(value) then
+    check.fail(fname, argn, ("%s: %s expected, got %s"):format(label:format(name), field.description, got(field, value)))
   end
   return value
+end
+
+local function check_option(fname, argn, label, name, value)
+  return check_field(fname, argn, OPTIONS, "option", label, name, value, false)
+end
+
+--- The one checker of atai's option and filter tables: checks the optional
+--- table `t` (argument argn of fname) against `fields` (name -> kind name,
+--- or an option of config.OPTIONS) and returns a fresh copy. `what` names
+--- the entries ("option", "filter"); `label` formats a name in messages
+--- ("%s", "option '%s'").
+function config.check_table(fname, argn, t, fields, what, label)
+  local copy = {}
+  if t == nil then return copy end
+  if type(t) ~= "table" then
+    check.fail(fname, argn, ("%s table expected, got %s"):format(what == "option" and "options" or what, type(t)))
+  end
+  for name, value in pairs(t) do
+    copy[name] = check_field(fname, argn, fields, what, label or "%s", name, value, true)
+  end
+  return copy
+end
+
+-- The per-call options atai.core reads (get_job, request, get_jobs): the
+-- client options of the same name, with their bounds.
+local CALL_OPTIONS = { timeout = OPTIONS.timeout, max_retries = OPTIONS.max_retries }
+
+--- Checks the per-call options of get_job/request (opts.timeout,
+--- opts.max_retries; other fields are the request's own and are checked
+--- where they are used) and returns opts; raises "bad argument #argn to
+--- 'fname' (opts.NAME: ... expected, got ...)".
+function config.call_options(fname, argn, opts)
+  if type(opts) ~= "table" then return opts end -- atai.core names a non-table
+  for name, option in pairs(CALL_OPTIONS) do
+    local v = opts[name]
+    if v ~= nil and not option.check(v) then
+      check.fail(fname, argn, ("opts.%s: %s expected, got %s"):format(name, option.description, got(option, v)))
+    end
+  end
+  return opts
 end
 
 --- Checks one per-call option (opts.timeout, opts.max_retries of get_job,
@@ -261,6 +351,18 @@ local function base_url_for(endpoint, fname)
   local base, why = config.normalize_endpoint(env("ATAI_API_ENDPOINT") or config.DEFAULT_ENDPOINT)
   if base then return base end
   return config.DEFAULT_ENDPOINT, "ATAI_API_ENDPOINT: " .. why
+end
+
+--- atai.new(opts): checks and resolves the options (once: atai.core reads
+--- only what this returns) and makes the client. Lua settings of the client
+--- (max_pages: pages.DEFAULT_MAX_PAGES unless set) go in its user value.
+function config.new(opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    error(("bad argument #1 to 'new' (options table expected, got %s)"):format(type(opts)), 2)
+  end
+  local client = core.new_client(config.resolve(opts or {}, "new"))
+  P.settings(client).max_pages = opts and opts.max_pages
+  return client
 end
 
 --- Checks `opts` (raising on unknown or bad options, naming the function

@@ -23,11 +23,15 @@
 -- (GET /files/download/{id}, with the key: it is the API).
 
 local core = require("atai.core")
+local P = require("atai.core.private") -- what atai.core offers this layer only
 local check = require("atai.check")
 local pages = require("atai.pages")
 local stream = require("atai.stream")
 
 local download = {}
+-- The public methods this file makes: atai.methods puts them on atai.Client
+-- and the async view (one place, once).
+download.methods = { client = {}, async = {} }
 
 --- Downloads in flight at once in download_outputs.
 download.CONCURRENCY = 8
@@ -78,7 +82,7 @@ local function fetch_to(client, st, spec, dest, o)
   batch.expired = function() return too_slow(o) end
   spec.sink, spec.expect_bytes = dest, o.num_bytes
   limits(spec, o)
-  local ok, err = batch:run({ spec }, 1, function() return client:_stream(spec) end, function(_, info, e)
+  local ok, err = batch:run({ spec }, 1, function() return P.stream(client, spec) end, function(_, info, e)
     if not info then return false, e end
     batch:settle(info.bytes)
     return true
@@ -100,7 +104,7 @@ end
 --- (no API key; https only): true, or nil, err. opts: on_progress(p),
 --- max_bytes, num_bytes (the size it must have), stall_timeout,
 --- min_bytes_per_second (1024), max_seconds, mode.
-stream.define("download", function(fname, url, dest, opts)
+stream.define(download.methods, "download", function(fname, url, dest, opts)
   local why = stream.url_problem(url)
   if why then check.fail(fname, 1, "url: " .. why) end
   return one_args(fname, { method = "GET", presigned = true, url = url }, dest, opts)
@@ -108,7 +112,7 @@ end, fetch_to)
 
 --- client:download_file(id, dest[, opts]): GET /files/download/{id} into
 --- dest: true, or nil, err; opts as download.
-stream.define("download_file", function(fname, id, dest, opts)
+stream.define(download.methods, "download_file", function(fname, id, dest, opts)
   return one_args(fname, { method = "GET", path = "/files/download/" .. stream.file_id(fname, 1, id) }, dest, opts)
 end, fetch_to)
 
@@ -300,7 +304,7 @@ function Run:start(task)
   local data = type(task.output.data) == "table" and task.output.data or {}
   local why = stream.url_problem(data.ref)
   if why then return nil, stream.error("decode", "the output's data.ref is refused: " .. why) end
-  return self.client:_stream(limits({ method = "GET", presigned = true, url = data.ref, sink = task.path,
+  return P.stream(self.client, limits({ method = "GET", presigned = true, url = data.ref, sink = task.path,
     expect_bytes = task.expect }, o))
 end
 
@@ -385,7 +389,7 @@ end
 --- min_bytes_per_second (1024), max_seconds (per file), mode. Returns
 --- {downloaded, skipped, failed = {{output, err, path}, ...}, bytes}, or
 --- nil, err when listing fails.
-stream.define("download_outputs", function(fname, job_id, dir, opts)
+stream.define(download.methods, "download_outputs", function(fname, job_id, dir, opts)
   check.id(fname, 1, job_id)
   if type(dir) ~= "string" or dir == "" then check.fail(fname, 2, "dir: folder path expected, got " .. type(dir)) end
   if dir:find("\0", 1, true) then check.fail(fname, 2, "dir: a path without NUL expected") end

@@ -25,12 +25,17 @@
 -- names: each goes into the path as one percent-encoded segment.
 
 local core = require("atai.core")
+local P = require("atai.core.private") -- what atai.core offers this layer only
 local check = require("atai.check")
 local stream = require("atai.stream")
+local handle = require("atai.handle")
 
-local Client, Async = core.Client, core.Async
+-- The public methods this file makes: atai.methods puts them on atai.Client
+-- and the async view (one place, once); nothing here touches those tables.
+local Client, Async = {}, {}
 local view_client = require("atai.api").view_client
 local files = {}
+files.methods = { client = Client, async = Async }
 
 --- Files of at least this many bytes go by the multipart flow.
 files.MULTIPART_THRESHOLD = 100 * 1024 * 1024
@@ -93,9 +98,9 @@ local function upload_simple(client, st, source, size, o, path, route)
   local result
   local ok, err = batch:run({ source }, 1, function()
     source.offset, source.length = 0, size
-    return client:_stream { method = "POST", path = path, decode = true, source = source,
+    return P.stream(client, { method = "POST", path = path, decode = true, source = source,
       base64 = route == "base64", form = { name = "file", filename = o.name, type = o.file_type },
-      stall = o.stall_timeout }
+      stall = o.stall_timeout })
   end, function(_, body, e)
     if not body then return false, e end
     result = body
@@ -158,7 +163,7 @@ end
 
 -- POST .../abort as a handle (a cleanup outside the operation's coroutine).
 local function start_abort(client, upload_id)
-  return client:_start("POST", "/files/uploads/" .. upload_id .. "/abort", nil)
+  return P.start(client, "POST", "/files/uploads/" .. upload_id .. "/abort", nil)
 end
 
 -- A JSON array of `list`'s items.
@@ -170,7 +175,7 @@ local function refresh_urls(client, upload_id, parts)
   local numbers = {}
   for i, p in ipairs(parts) do numbers[i] = p.part_number end
   local where = "/files/uploads/" .. upload_id .. "/parts/urls"
-  local reply, err = client:_call("POST", where, { body = { part_numbers = array(numbers) } })
+  local reply, err = P.call(client, "POST", where, { body = { part_numbers = array(numbers) } })
   if not reply then return nil, err end
   local fresh = type(reply) == "table" and reply.parts
   if type(fresh) ~= "table" or #fresh ~= #parts then
@@ -227,11 +232,11 @@ function Checkpoints:pump(token)
   self.sent, self.pending = self.pending, {}
   local list = {}
   for i, t in ipairs(self.sent) do list[i] = t end
-  self.inflight = self.client:_start("POST", self.path, { body = { parts = array(list) } }):_internal()
+  self.inflight = handle.internal(P.start(self.client, "POST", self.path, { body = { parts = array(list) } }))
   -- the parts that finished meanwhile go as soon as it answers, not when the
   -- next part finishes: a long part (or a Ctrl-C during it) must not hold
   -- them back; `live` ends with the parts' transfers (a closed client: none)
-  self.inflight:_on_done(function(_, err)
+  handle.on_done(self.inflight, function(_, err)
     if self.live and not (type(err) == "table" and err.kind == "cancelled") then self:pump() end
   end)
 end
@@ -287,8 +292,8 @@ local function send_parts(client, st, source, parts, u, o)
       if not done then return nil, rerr end
     end
     part.started = true
-    return client:_stream { method = "PUT", presigned = true, url = part.url, stall = o.stall_timeout,
-      crc = u.crc, source = { path = source.path, data = source.data, offset = part.offset, length = part.length } }
+    return P.stream(client, { method = "PUT", presigned = true, url = part.url, stall = o.stall_timeout,
+      crc = u.crc, source = { path = source.path, data = source.data, offset = part.offset, length = part.length } })
   end, function(part, info, e)
     if not info then
       if part.retried or not expired_answer(e) then return false, e end
@@ -359,7 +364,7 @@ local function complete(client, source, parts, u)
     if not sum then return nil, err end
     body.integrity_checksum = sum
   end
-  local done, err = client:_call("POST", "/files/uploads/" .. u.id .. "/complete", { body = body })
+  local done, err = P.call(client, "POST", "/files/uploads/" .. u.id .. "/complete", { body = body })
   if not done then
     if type(err) == "table" and integrity_answer(err) then err.kind = "integrity" end
     return nil, err
@@ -374,7 +379,7 @@ end
 
 -- The body of a multipart upload (see the file's header).
 local function upload_multipart(client, st, source, size, o)
-  local init, err = client:_call("POST", "/files/uploads/initiate",
+  local init, err = P.call(client, "POST", "/files/uploads/initiate",
     { body = { filename = o.name, file_type = o.file_type, num_bytes = size, resume_if_started = o.resume or nil } })
   if not init then return nil, err end
   local upload_id = type(init) == "table" and init.upload_id
@@ -403,7 +408,7 @@ local function upload_multipart(client, st, source, size, o)
       if u.checkpoints and type(perr) == "table" and perr.kind ~= "cancelled" then u.checkpoints:flush() end
       if type(perr) == "table" then perr.upload_id, perr.resumable = upload_id, true end
     elseif perr.kind ~= "cancelled" then -- (cancelled: a closed client, nothing can be sent)
-      client:_call("POST", "/files/uploads/" .. upload_id .. "/abort", nil)
+      P.call(client, "POST", "/files/uploads/" .. upload_id .. "/abort", nil)
     end
     if ok == false then error(perr, 0) end -- on_progress raised
     return nil, perr
@@ -481,16 +486,16 @@ end
 --- multipart_threshold, concurrency (parts at once, 4), stall_timeout,
 --- refresh_margin (300 s), resume. Returns {file_id, file_uid, num_bytes,
 --- route, ...} or nil, err. client.async:upload_file: the same as a handle.
-stream.define("upload_file", file_args, upload)
+stream.define(files.methods, "upload_file", file_args, upload)
 
 --- client:upload_data(name, data[, opts]): the same for content already in
 --- memory, uploaded as a file named `name` (no opts.resume).
-stream.define("upload_data", data_args, upload)
+stream.define(files.methods, "upload_data", data_args, upload)
 
 --- client:upload_base64(name, path[, opts]): uploads the file at `path` as
 --- `name` by POST /files/base64, encoded while it is sent. opts: file_type,
 --- on_progress(p), stall_timeout. Returns {file_id, ..., route = "base64"}.
-stream.define("upload_base64", base64_args, function(client, st, source, size, o)
+stream.define(files.methods, "upload_base64", base64_args, function(client, st, source, size, o)
   return upload_simple(client, st, source, size, o, "/files/base64", "base64")
 end)
 
@@ -507,26 +512,27 @@ local BY_ID = {
 for _, ep in ipairs(BY_ID) do
   local name, method, prefix = ep[1], ep[2], ep[3]
   Client[name] = function(self, id)
-    local body, err = self:_call(method, prefix .. stream.file_id(name, 1, id), nil)
+    local body, err = P.call(self, method, prefix .. stream.file_id(name, 1, id), nil)
     return body, err
   end
   Async[name] = function(view, id)
     local client = view_client(view, name)
-    return client:_start(method, prefix .. stream.file_id(name, 1, id), nil)
+    return P.start(client, method, prefix .. stream.file_id(name, 1, id), nil)
   end
 end
 
 --- GET /files/metadata: the files of the organisation, as decoded.
 function Client:files_list()
-  local body, err = self:_call("GET", "/files/metadata", nil)
+  local body, err = P.call(self, "GET", "/files/metadata", nil)
   return body, err
 end
 
 function Async:files_list()
-  return view_client(self, "files_list"):_start("GET", "/files/metadata", nil)
+  return P.start(view_client(self, "files_list"), "GET", "/files/metadata", nil)
 end
 
 --- The names bound to the default client and offered async (init.lua).
 files.BOUND = { "upload_file", "upload_data", "upload_base64", "files_list", "file_info", "delete_file" }
+
 
 return files

@@ -2,7 +2,7 @@
 --
 -- Two kinds of handle share one interface (done, result, wait, cancel,
 -- on_done, await):
---   * C handles (atai.Handle, src/transfer.c): one request or one sleep;
+--   * C handles (atai.Handle, src/handle.c): one request or one sleep;
 --   * Lua handles (Op, here): an operation made of several, such as
 --     wait_job, get_jobs or find_pipeline, and the handles of atai.run.
 -- An operation is written once as straight-line code and run in a
@@ -13,6 +13,7 @@
 -- Lua 5.1 and LuaJIT, which cannot yield across those.
 
 local core = require("atai.core")
+local P = require("atai.core.private") -- what atai.core offers this layer only
 local check = require("atai.check")
 
 local Handle = core.Handle -- the C handles' methods table
@@ -46,21 +47,22 @@ end
 --- in client:pending() (the handles users start, not atai's own).
 function Op.new(client, counted)
   local op = setmetatable({ client = client, callbacks = {}, counted = counted and client ~= nil }, Op)
-  if op.counted then client:_ops(1) end
+  if op.counted then P.ops(client, 1) end
   return op
 end
 
 -- Queues fn(results) on the owner's callback queue (or the global one).
 local function defer(op, fn, free, res)
-  if op.client then op.client:_defer(free, fn, unpack(res, 1, res.n))
+  if op.client then P.defer(op.client, free, fn, unpack(res, 1, res.n))
   else core.defer(nil, free, fn, unpack(res, 1, res.n)) end
 end
 
---- Completes the handle with these values (once; later calls do nothing).
-function Op:_complete(...)
+--- Completes the Lua handle `self` with these values (once; later calls do
+--- nothing). Not a method: users cannot complete a handle.
+local function complete(self, ...)
   if self.res then return end
   self.res = pack(...)
-  if self.counted then self.client:_ops(-1) end
+  if self.counted then P.ops(self.client, -1) end
   local callbacks = self.callbacks
   self.callbacks = nil
   for i = 1, #callbacks, 2 do defer(self, callbacks[i], callbacks[i + 1], self.res) end
@@ -73,42 +75,54 @@ function Op:result()
   return unpack(self.res, 1, self.res.n)
 end
 
-function Op:_on_done(fn, free)
-  if self.res then defer(self, fn, free, self.res)
+-- The functions below take either kind of handle (a C handle: atai.core's
+-- private functions do it); they are this layer's, not methods users see.
+
+--- Registers fn(results of h), run from poll/wait; `free`: unguarded.
+local function on_done(h, fn, free)
+  if getmetatable(h) ~= Op then return P.on_done(h, fn, free) end
+  if h.res then defer(h, fn, free, h.res)
   else
-    local cbs = self.callbacks
+    local cbs = h.callbacks
     cbs[#cbs + 1], cbs[#cbs + 2] = fn, free and true or false
   end
-  return self
+  return h
 end
 
-function Op:_internal()
-  if self.counted and not self.res then self.client:_ops(-1) end
-  self.counted = false
-  return self
+--- Marks h as atai's own: it no longer counts in client:pending(). Returns h.
+local function internal(h)
+  if getmetatable(h) ~= Op then return P.internal(h) end
+  if h.counted and not h.res then P.ops(h.client, -1) end
+  h.counted = false
+  return h
 end
 
-function Op:_client() return self.client or (self.awaiting and self.awaiting:_client()) end
+--- The client whose engine drives h (nil: none).
+local function client_of(h)
+  if getmetatable(h) ~= Op then return P.client_of(h) end
+  return h.client or (h.awaiting and client_of(h.awaiting))
+end
 
 function Op:cancel()
   if self.res then return end
   self.cancelled = true
   local awaited = self.awaiting
-  self:_complete(nil, cancelled_error("the operation was cancelled"))
+  complete(self, nil, cancelled_error("the operation was cancelled"))
   if awaited then awaited:cancel() end
 end
 
 -- Drives the engine of whatever the handle waits on until it is done or
 -- `seconds` have passed. Each step returns to Lua at least every 100 ms,
 -- and as soon as a callback ran (the one that may have completed self).
-function Op:_wait(seconds)
+local function wait_for(self, seconds)
+  if getmetatable(self) ~= Op then return P.wait(self, seconds) end
   local deadline = seconds and core.now() + seconds
   while not self.res do
-    local client = self:_client()
+    local client = client_of(self)
     local left = deadline and deadline - core.now()
     if left and left <= 0 then break end
     if not client then break end
-    client:_step(left and math.min(left, 0.1) or 0.1)
+    P.step(client, left and math.min(left, 0.1) or 0.1)
   end
   if not self.res then return nil, pending_error("the wait timed out; the operation goes on") end
   return unpack(self.res, 1, self.res.n)
@@ -127,13 +141,13 @@ end
 local function await(h, seconds)
   if h:done() then return h:result() end
   if seconds == nil then return coroutine.yield(h) end
-  local client = h:_client()
+  local client = client_of(h)
   if not client then return coroutine.yield(h) end
   local race = Op.new(client, false)
-  local timer = client.async:sleep(seconds):_internal()
-  h:_on_done(function(...) timer:cancel(); race:_complete(...) end)
-  timer:_on_done(function(ok)
-    if ok then race:_complete(nil, pending_error("the wait timed out; the operation goes on")) end
+  local timer = internal(client.async:sleep(seconds))
+  on_done(h, function(...) timer:cancel(); complete(race, ...) end)
+  on_done(timer, function(ok)
+    if ok then complete(race, nil, pending_error("the wait timed out; the operation goes on")) end
   end)
   return coroutine.yield(race)
 end
@@ -149,7 +163,7 @@ local shared = {}
 --- Registers fn, called once with the handle's results from poll/wait.
 function shared:on_done(fn)
   if type(fn) ~= "function" then check.fail("on_done", 1, "function expected, got " .. type(fn)) end
-  return self:_on_done(fn, false)
+  return on_done(self, fn, false)
 end
 
 --- Waits for the handle (driving its client's engine) and returns its
@@ -158,20 +172,21 @@ end
 function shared:wait(seconds)
   check_seconds("wait", seconds)
   if core.in_run() then return await(self, seconds) end
-  return self:_wait(seconds)
+  return wait_for(self, seconds)
 end
 
 --- Inside atai.run: yields until the handle is done and returns its results.
 --- Elsewhere the same as wait().
 function shared:await()
   if core.in_run() then return await(self) end
-  return self:_wait()
+  return wait_for(self)
 end
 
-for name, fn in pairs(shared) do
-  Handle[name] = fn
-  Op[name] = fn
-end
+for name, fn in pairs(shared) do Op[name] = fn end
+--- The methods both kinds share; atai.methods puts them on atai.Handle.
+handle.SHARED = shared
+
+handle.complete, handle.on_done, handle.internal, handle.client_of = complete, on_done, internal, client_of
 
 
 -- ---------------------------------------------------------------------------
@@ -200,7 +215,7 @@ function handle.spawn(client, counted, name, fn, ...)
       local message = tostring(res[2])
       local trace = traceback_of(co, message)
       core.runs[co] = nil
-      op:_complete(nil, core.new_error {
+      complete(op, nil, core.new_error {
         kind = op.cancel_on_error and "cancelled" or "callback",
         message = op.cancel_on_error and ("cancelled: a callback raised: " .. message) or message,
         traceback = trace,
@@ -209,18 +224,18 @@ function handle.spawn(client, counted, name, fn, ...)
     end
     if coroutine.status(co) == "dead" then
       core.runs[co] = nil
-      op:_complete(unpack(res, 2, res.n))
+      complete(op, unpack(res, 2, res.n))
       return
     end
     local h = res[2]
     if not is_handle(h) then
       core.runs[co] = nil
-      op:_complete(nil, core.new_error { kind = "callback",
+      complete(op, nil, core.new_error { kind = "callback",
         message = "a coroutine of atai.run yielded " .. type(h) .. ", not a handle" })
       return
     end
     op.awaiting = h
-    h:_on_done(step, false)
+    on_done(h, step, false)
   end
   step(...)
   return op

@@ -48,11 +48,12 @@ end
 
 local core = load_core()
 config = require("atai.config")
-local api = require("atai.api") -- adds the endpoint methods to atai.Client
+require("atai.methods") -- builds atai.Client's and the async view's methods, once
+local api = require("atai.api")
 local pages = require("atai.pages")
-local wait = require("atai.wait") -- adds wait_job, get_jobs, wait_jobs
-local files = require("atai.files") -- adds upload_file, upload_data, files_list, ...
-local download = require("atai.download") -- adds download, download_file, download_outputs
+local wait = require("atai.wait")
+local files = require("atai.files")
+local download = require("atai.download")
 local handle = require("atai.handle")
 
 ---@class atai
@@ -88,17 +89,9 @@ function atai.succeeded(status_or_job)
   return status_of(status_or_job, "succeeded") == "COMPLETED"
 end
 
---- Creates a client: see doc/configuration.md for the options.
-function atai.new(opts)
-  if opts ~= nil and type(opts) ~= "table" then
-    error(("bad argument #1 to 'new' (options table expected, got %s)"):format(type(opts)), 2)
-  end
-  local resolved = config.resolve(opts or {}, "new")
-  local client = core.new_client(resolved)
-  -- pages.DEFAULT_MAX_PAGES applies unless the client sets its own
-  api.settings[client] = { max_pages = opts and opts.max_pages }
-  return client
-end
+--- Creates a client: see doc/configuration.md for the options. It is
+--- atai.config's: the options are checked and resolved there, once.
+atai.new = config.new
 
 local default_options = {}
 local default_client

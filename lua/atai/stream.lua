@@ -1,6 +1,6 @@
 --- atai.stream: what uploads and downloads share.
 --
--- Their bytes move in streaming transfers of atai.core (client:_stream:
+-- Their bytes move in streaming transfers of atai.core (the private P.stream:
 -- a body written to a temporary file of its own and renamed into place,
 -- an upload read from a file or a string, presigned URLs without the API
 -- key, a low-speed limit, progress counters).
@@ -14,6 +14,7 @@
 -- yield: coroutines run these bodies on every Lua, 5.1 included.
 
 local core = require("atai.core")
+local P = require("atai.core.private") -- what atai.core offers this layer only
 local check = require("atai.check")
 local config = require("atai.config")
 local handle = require("atai.handle")
@@ -90,7 +91,7 @@ end
 --- any transfer, in an async method).
 function stream.failed(client, err)
   local op = handle.Op.new(client, true)
-  op:_complete(nil, err)
+  handle.complete(op, nil, err)
   return op
 end
 
@@ -173,16 +174,16 @@ end
 
 --- Tracks the transfer handle h (made internal) for `item`.
 function Batch:add(h, item)
-  h:_internal()
+  handle.internal(h)
   self.active[h] = item
   self.n = self.n + 1
   self.deadlines[h] = self.deadline_of and self.deadline_of(item) or nil
-  h:_on_done(function(...)
+  handle.on_done(h, function(...)
     if self.active[h] == nil then return end -- cancelled by the batch
     self.active[h] = nil
     self.n = self.n - 1
     self.finished[#self.finished + 1] = { item = item, res = pack(...) }
-    if self.waiter then self.waiter:_complete(true) end
+    if self.waiter then handle.complete(self.waiter, true) end
   end)
 end
 
@@ -191,8 +192,8 @@ end
 function Batch:next()
   if #self.finished == 0 and self.n > 0 then
     local waiter = handle.Op.new(self.client, false)
-    local timer = self.client.async:sleep(stream.TICK):_internal()
-    timer:_on_done(function(ok) if ok then waiter:_complete(true) end end)
+    local timer = handle.internal(self.client.async:sleep(stream.TICK))
+    handle.on_done(timer, function(ok) if ok then handle.complete(waiter, true) end end)
     self.waiter = waiter
     waiter:wait()
     self.waiter = nil
@@ -226,7 +227,7 @@ function Batch:report()
   if not self.on_progress then return true end
   local moving, total = 0, self.bytes_total or self.bytes_settled
   for h in pairs(self.active) do
-    local done, all = h:_progress()
+    local done, all = P.progress(h)
     moving = moving + done
     total = (self.bytes_total or not all) and total or total + all
   end
@@ -336,19 +337,20 @@ function stream.operation(name, body)
   return blocking, async
 end
 
---- Defines client:<name>(...) and client.async:<name>(...) running
+--- Defines client:<name>(...) and client.async:<name>(...) in `methods`
+--- ({client = {}, async = {}}, which atai.methods installs) running
 --- body(client, st, ...) (see stream.operation). args(name, ...) checks the
 --- arguments (raising) and returns the body's in a packed table, or nil,
 --- err for a failure found before any transfer (the async form's handle
 --- then completes with it).
-function stream.define(name, args, body)
+function stream.define(methods, name, args, body)
   local blocking, async = stream.operation(name, body)
-  core.Client[name] = function(self, ...)
+  methods.client[name] = function(self, ...)
     local a, err = args(name, ...)
     if not a then return nil, err end
     return blocking(self, unpack(a, 1, a.n))
   end
-  core.Async[name] = function(view, ...)
+  methods.async[name] = function(view, ...)
     local client = api.view_client(view, name)
     local a, err = args(name, ...)
     if not a then return stream.failed(client, err) end

@@ -29,22 +29,19 @@
 -- error and its traceback on stderr). Either way the other callbacks still
 -- run at the next poll.
 --
--- Noticing new work. atai says nothing when a transfer starts, and a loop
--- sleeping on an idle client must still wake for one started from plain
--- code. Two hooks, neither of which polls:
+-- Noticing new work: a loop sleeping on an idle client must still wake for
+-- a transfer started from plain code. Two hooks, neither of which polls:
 --   * a prepare handle looks at client:timeout() each time the loop is
 --     about to block and arms the timer when work appeared (or a deadline
 --     moved earlier, or someone else's poll left nothing to watch). It sees
 --     everything started inside the loop: Neovim commands, mappings,
 --     autocommands, timers, callbacks, atai.run coroutines. It is unref'd,
 --     so it never keeps a luv loop alive.
---   * the C functions that start a transfer (client.async:get_job, request,
---     sleep; client:get_job, request and _call/_start, which every other
---     endpoint goes through) are wrapped while a driver is attached, to arm
---     the timer at 0 just before they start (a tail call, so argument
---     errors still name the caller's line). That covers work started
---     outside a running loop, which no loop handle can see: under plain
---     luv, requests made before uv.run().
+--   * atai.core's "work started" hook (the private P.on_work), set while a
+--     driver is attached: the engine calls it with the client just before
+--     it puts any request or sleep in flight, and the driver arms the timer
+--     at 0. That covers work started outside a running loop, which no loop
+--     handle can see: under plain luv, requests made before uv.run().
 -- A repeating "kick" timer would do either job only by waking the loop
 -- when there is nothing to do, or by adding its period to every start.
 --
@@ -55,6 +52,7 @@
 -- (keep a closed socket's fd open until client:sockets() has been read).
 
 local core = require("atai.core")
+local P = require("atai.core.private") -- what atai.core offers this layer only
 
 local uv_driver = {}
 
@@ -63,15 +61,7 @@ local default_driver -- the driver of attach(nil), or nil
 local MS = 1000
 
 -- ---------------------------------------------------------------------------
--- The wrapped start functions
-
--- Which C functions start a transfer, by methods table.
-local STARTS = {
-  { core.Async, { "get_job", "request", "sleep" },
-    function(view) return type(view) == "table" and rawget(view, 1) or nil end },
-  { core.Client, { "get_job", "request", "_call", "_start" }, function(client) return client end },
-}
-local originals -- { {table, name, original, wrapper}, ... } while wrapped
+-- Noticing new work: atai.core's "work started" hook
 
 -- Wakes the driver of `client`, or the default client's driver.
 local function wake_for(client)
@@ -79,31 +69,14 @@ local function wake_for(client)
   if d then d.wake() end
 end
 
-local function wrap_starts()
-  if originals then return end
-  originals = {}
-  for _, entry in ipairs(STARTS) do
-    local methods, names, client_of = entry[1], entry[2], entry[3]
-    for _, name in ipairs(names) do
-      local original = methods[name]
-      local wrapper = function(self, ...)
-        wake_for(client_of(self))
-        return original(self, ...)
-      end
-      methods[name] = wrapper
-      originals[#originals + 1] = { methods, name, original, wrapper }
-    end
-  end
-end
+-- atai.core calls the hook before it puts any request or sleep in flight
+-- (P.on_work); it is set while a driver exists.
+local function watch_starts() P.on_work(wake_for) end
 
--- Puts the originals back once no driver is left (unless someone wrapped
--- them again since).
-local function unwrap_starts()
-  if not originals or next(drivers) ~= nil or default_driver then return end
-  for _, o in ipairs(originals) do
-    if o[1][o[2]] == o[4] then o[1][o[2]] = o[3] end
-  end
-  originals = nil
+-- Unsets the hook once no driver is left.
+local function unwatch_starts()
+  if next(drivers) ~= nil or default_driver then return end
+  P.on_work(nil)
 end
 
 -- ---------------------------------------------------------------------------
@@ -133,7 +106,7 @@ end
 -- One driver: its handles and the steps that keep them in line
 
 local function is_closed(client)
-  return tostring(client):find("(closed)", 1, true) ~= nil
+  return P.is_closed(client)
 end
 
 -- Makes a driver for the client `resolve()` returns (nil: nothing to drive).
@@ -234,7 +207,7 @@ local function new_driver(uv, resolve, opts)
   end
 
   local function poll_once()
-    d.client:_defer(false, before_callbacks)
+    P.defer(d.client, false, before_callbacks)
     return d.client:poll(0)
   end
 
@@ -417,7 +390,7 @@ function uv_driver.attach(client, uv, opts)
     d = new_driver(uv, function() return client end, opts)
     drivers[client] = d
   end
-  wrap_starts()
+  watch_starts()
   local detached = false
   return function()
     if detached then return end
@@ -425,7 +398,7 @@ function uv_driver.attach(client, uv, opts)
     d.detach()
     if default_driver == d then default_driver = nil
     else drivers[client] = nil end
-    unwrap_starts()
+    unwatch_starts()
   end
 end
 

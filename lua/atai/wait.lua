@@ -8,11 +8,16 @@
 -- get_jobs and wait_jobs run many of these at once.
 
 local core = require("atai.core")
+local P = require("atai.core.private") -- what atai.core offers this layer only
 local check = require("atai.check")
 local handle = require("atai.handle")
+local config = require("atai.config")
 
-local Client, Async = core.Client, core.Async
+-- The public methods this file makes: atai.methods puts them on atai.Client
+-- and the async view (one place, once); nothing here touches those tables.
+local Client, Async = {}, {}
 local wait = {}
+wait.methods = { client = Client, async = Async }
 
 --- The statuses a job does not leave: COMPLETED, FAILED, CANCELLED.
 wait.TERMINAL = { COMPLETED = true, FAILED = true, CANCELLED = true }
@@ -46,30 +51,22 @@ local function fingerprint(job)
     tostring(p.completed), tostring(p.failed) }, "/")
 end
 
-local function positive(v) return type(v) == "number" and v > 0 and v < math.huge end
+-- wait_job's options, checked by atai.config's one checker.
+local WAIT_OPTIONS = {
+  interval = "positive", max_interval = "positive", timeout = "positive",
+  on_update = "function", on_error = "function",
+}
 
 -- Checks wait_job's options and returns them with defaults filled in.
 local function wait_options(opts, fname, n)
-  local o = {}
   fname, n = fname or "wait_job", n or 2
-  if opts == nil then opts = {} end
-  if type(opts) ~= "table" then check.fail(fname, n, "options table expected, got " .. type(opts)) end
-  local checks = {
-    interval = positive, max_interval = positive, timeout = positive,
-    on_update = function(v) return type(v) == "function" end,
-    on_error = function(v) return type(v) == "function" end,
-  }
-  for k, v in pairs(opts) do
-    if not checks[k] then check.fail(fname, n, ("unknown option '%s'"):format(tostring(k))) end
-    if not checks[k](v) then check.fail(fname, n, ("option '%s': bad value (%s)"):format(k, type(v))) end
-    o[k] = v
-  end
+  local o = config.check_table(fname, n, opts, WAIT_OPTIONS, "option", "option '%s'")
   o.interval = o.interval or WAIT_DEFAULTS.interval
   o.max_interval = math.max(o.max_interval or WAIT_DEFAULTS.max_interval, o.interval)
   return o
 end
 
-local CALL_TIMEOUT_MAX = 86400 -- seconds: the longest attempt (config.OPTIONS.timeout.max)
+local CALL_TIMEOUT_MAX = config.OPTIONS.timeout.max -- seconds: the longest attempt
 
 -- The wait itself, written once: blocking when called on a client, and
 -- awaiting (yielding at get_job and at each sleep) inside a coroutine.
@@ -102,7 +99,7 @@ local function wait_job(self, id, o)
           :format(id, o.timeout, last_seen and last_seen.status or "unknown"),
       }
     end
-    local slept, serr = self.async:sleep(deadline and math.min(pause, deadline - now) or pause):_internal():wait()
+    local slept, serr = handle.internal(self.async:sleep(deadline and math.min(pause, deadline - now) or pause)):wait()
     if not slept then return nil, serr end -- cancelled: the client was closed
     pause = math.min(pause * WAIT_DEFAULTS.growth, o.max_interval)
   end
@@ -131,7 +128,7 @@ end
 --- terminal; its polls and pauses run on the engine, never a sleep.
 function Async:wait_job(id, opts)
   local client = require("atai.api").view_client(self, "wait_job")
-  client:_check()
+  P.check(client)
   check.id("wait_job", 1, id)
   return spawn_wait(client, true, id, wait_options(opts))
 end
@@ -143,36 +140,31 @@ local function check_ids(fname, ids)
 end
 
 -- The per-call options of get_job (timeout, max_retries), checked for
--- get_jobs by the same rule as atai.new's.
+-- get_jobs by atai.config, as get_job's.
+local CALL_FIELDS = { timeout = config.OPTIONS.timeout, max_retries = config.OPTIONS.max_retries }
 local function check_call_opts(fname, opts)
   if opts == nil then return nil end
-  if type(opts) ~= "table" then check.fail(fname, 2, "opts: table expected, got " .. type(opts)) end
-  for k, v in pairs(opts) do
-    if k ~= "timeout" and k ~= "max_retries" then
-      check.fail(fname, 2, ("unknown option '%s'"):format(tostring(k)))
-    end
-    require("atai.config").check_call_option(fname, 2, k, v)
-  end
+  config.check_table(fname, 2, opts, CALL_FIELDS, "option", "opts.%s")
   return opts
 end
 
 local function get_jobs(self, ids, opts)
   local handles = {}
-  for i = 1, #ids do handles[i] = self.async:get_job(ids[i], opts):_internal() end
+  for i = 1, #ids do handles[i] = handle.internal(self.async:get_job(ids[i], opts)) end
   return handle.wait_all(handles)
 end
 
 --- Fetches many jobs concurrently: jobs[i] is the job of ids[i] or nil,
 --- errs[i] its error.
 function Client:get_jobs(ids, opts)
-  self:_check()
+  P.check(self)
   check_ids("get_jobs", ids)
   return get_jobs(self, ids, check_call_opts("get_jobs", opts))
 end
 
 function Async:get_jobs(ids, opts)
   local client = require("atai.api").view_client(self, "get_jobs")
-  client:_check()
+  P.check(client)
   check_ids("get_jobs", ids)
   return handle.spawn(client, true, "get_jobs", get_jobs, client, ids, check_call_opts("get_jobs", opts))
 end
@@ -186,16 +178,17 @@ end
 --- Waits for every job to be terminal, polling them concurrently; opts as
 --- wait_job, `timeout` bounding the whole call -> jobs, errs.
 function Client:wait_jobs(ids, opts)
-  self:_check()
+  P.check(self)
   check_ids("wait_jobs", ids)
   return wait_jobs(self, ids, wait_options(opts, "wait_jobs", 2))
 end
 
 function Async:wait_jobs(ids, opts)
   local client = require("atai.api").view_client(self, "wait_jobs")
-  client:_check()
+  P.check(client)
   check_ids("wait_jobs", ids)
   return handle.spawn(client, true, "wait_jobs", wait_jobs, client, ids, wait_options(opts, "wait_jobs", 2))
 end
+
 
 return wait
