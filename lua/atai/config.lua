@@ -145,7 +145,8 @@ local function check_field(fname, argn, fields, what, label, name, value, list_k
     check.fail(fname, argn, ("unknown %s '%s'%s"):format(what, tostring(name), known))
   end
   if not field.check(value) then
-    check.fail(fname, argn, ("%s: %s expected, got %s"):format(label:format(name), field.description, got(field, value)))
+    check.fail(fname, argn,
+      ("%s: %s expected, got %s"):format(label:format(name), field.description, got(field, value)))
   end
   return value
 end
