@@ -1480,6 +1480,23 @@ complete -p atai
     end)
   end)
 
+  it("a decode error that is Ctrl-C inside the JSON decoder (lua.c's 'interrupted!') exits 130, not 1", function()
+    local output = require("atai.cli.output")
+    local parts = {}
+    local stream = { write = function(self, ...) for i = 1, select("#", ...) do parts[#parts + 1] = (select(i, ...)) end
+      return self end, flush = function(self) return self end }
+    local out = output.new({ stdout = stream, stderr = stream })
+    local err = setmetatable({ kind = "decode", status = 200,
+      message = "response is not the JSON expected: interrupted!" }, { __tostring = function(e) return e.message end })
+    local ok, stop = pcall(out.report, out, err, "job_running")
+    assert.is_false(ok)
+    assert.are.equal(130, output.stopped(stop))
+    assert.are.equal("atai: interrupted\n", table.concat(parts))
+    parts = {}
+    err.message = "response is not the JSON expected: Expected value but found invalid token at character 1"
+    assert.are.equal(1, out:report(err, "job_running"))
+  end)
+
   process_it("bin/atai exits with atai.cli.run's code, seen by the shell", function()
     for _, case in ipairs({ { { "job", "get", "job_running", "--json" }, 0 }, { { "job", "get", "job_missing" }, 5 },
       { { "jbo" }, 2 }, { { "job", "get", "job_failed", "--exit-status" }, 3 } }) do

@@ -193,6 +193,13 @@ end
 --- Prints an error (kind, message, code, error_uid) after `context`, and
 --- returns its exit code.
 function Out:report(err, context)
+  -- Ctrl-C while atai.core ran the JSON decoder: lua.c's SIGINT hook raised
+  -- "interrupted!" inside that protected call, which made it a decode error.
+  -- It is an interruption (exit 130), not a bad answer.
+  if type(err) == "table" and err.kind == "decode" and tostring(err.message):find("interrupted!$") then
+    self:err("interrupted")
+    output.stop(EXIT.interrupted)
+  end
   local text = tostring(err):gsub("^atai ", "")
   self:err((context and (context .. ": ") or "") .. text)
   return output.kind_exit(err)
