@@ -174,6 +174,32 @@ describe("handles", function()
     assert.are.equal(0, t.client:pending())
   end)
 
+  it("sleeps complete in due order, not the order they were set; cancel and close end the rest", function()
+    local P = require("atai.core.private") -- a test of internals: the engine's clock
+    local c = atai.new { endpoint = t.srv.endpoint, api_key = t.srv.key }
+    finally(function() c:close() end)
+    P.time_scale(c, 0.001)
+    local order, ends = {}, {}
+    for _, s in ipairs({ 3, 1, 2 }) do
+      c.async:sleep(s):on_done(function(ok) order[#order + 1] = ok and s end)
+    end
+    local cancelled, closed = c.async:sleep(1e6), c.async:sleep(1e6)
+    assert.is_truthy(tostring(closed):find("(sleep, timer)", 1, true))
+    cancelled:on_done(function(ok, err) ends.cancelled = ok or err.kind end)
+    closed:on_done(function(ok, err) ends.closed = ok or err.kind end)
+    assert.are.equal(5, c:pending())
+    cancelled:cancel()
+    assert.is_true(cancelled:done())
+    while #order < 3 do c:poll(1) end
+    assert.are.same({ 1, 2, 3 }, order)
+    assert.are.equal(1, c:pending())
+    assert.is_true(c:timeout() > 0) -- the long sleep (1000 s scaled) is the next due time
+    c:close()
+    assert.is_true(closed:done())
+    assert.are.same({ cancelled = "cancelled", closed = "cancelled" }, ends)
+    assert.is_truthy(tostring(closed):find("(sleep, done)", 1, true))
+  end)
+
   it("atai.wait_all takes handles of several clients; a running one gives pending", function()
     local other = atai.new { endpoint = t.srv.endpoint, api_key = t.srv.key }
     finally(function() other:close() end)

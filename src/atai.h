@@ -30,7 +30,7 @@
 **      stream.c    a streaming transfer's files and form (t->stream)
 **      attempt.c   one attempt's options, and the whole retry policy
 **   2  the engine, no Lua: engine.c (multi handle, easy-handle pool,
-**      sockets, due times, finished attempts)
+**      sockets, due times, the timers that sleeps are, finished attempts)
 **   3  delivery.c: results into Lua values, the callback queue, the
 **      step/poll/wait loops, closing a client
 **   4  Lua bindings, each file registering its own methods:
@@ -72,8 +72,8 @@
 **   transfer_free_buffers
 **
 ** From engine.c: attempt_detach engine_init has_news list_append
-**   list_unlink next_due start_queued step_io transfer_cancel
-**   transfer_detach transfer_finish trim_when_idle
+**   list_unlink next_due start_queued step_io timer_set timer_take_due
+**   transfer_cancel transfer_detach transfer_finish trim_when_idle
 **
 ** From delivery.c: client_release client_unusable deliver_one drain
 **   engine_close engine_enqueue_results engine_wait enqueue_call in_run
@@ -164,15 +164,27 @@ typedef enum {
 /* Where a transfer is in its life. */
 typedef enum {
   T_QUEUED,   /* waiting for a free slot (max_concurrency) or a rate limit */
-  T_RUNNING,  /* its easy handle is on the multi handle */
+  T_RUNNING,  /* its easy handle is on the multi handle (a sleep: its
+              ** timer is set) */
   T_BACKOFF,  /* waiting out a retry's due time */
-  T_TIMER,    /* a sleep: waiting for its due time */
   T_FINISHED, /* outcome known in C; results not yet made into Lua values */
   T_DONE      /* results made (or dropped): off every list of the client */
 } TState;
 
 struct Client;
 struct Stream; /* files.c */
+struct Transfer;
+
+/* A sleep is a timer of the engine, never a transfer: its due time, which
+** the engine keeps on its client's timer list (soonest first, engine.c)
+** until the time comes or the sleep is cancelled. It lives in the sleep's
+** handle, right after its Transfer (in place of a request's Exchange). */
+typedef struct Timer {
+  double due;                /* monotonic s */
+  struct Timer *prev, *next; /* on c->timers_head .. c->timers_tail */
+  struct Transfer *handle;   /* the sleep's handle, which it completes */
+  int set;                   /* on the client's timer list */
+} Timer;
 
 /* What only a request has: the buffers and the easy handle a sleep never
 ** needs. It lives in the same userdata, right after its Transfer. */
@@ -188,20 +200,21 @@ typedef struct Exchange {
 /* One request (or sleep) and everything it owns. The userdata is the
 ** handle users hold; while in flight it is anchored in the registry, and
 ** its user value holds the client (which it keeps alive), its callbacks
-** and, once done, its results. */
+** and, once done, its results. A sleep uses only the fields of the
+** handle's life (client, state, anchor, outcome, ...) and its Timer. */
 typedef struct Transfer {
   struct Client *client; /* NULL once detached from a released client */
   struct Transfer *prev, *next; /* in the client's list of live transfers */
   TState state;
   Mode mode;
-  Exchange *x; /* a request's buffers and easy handle; NULL for a sleep, which
-               ** is only a due time of the engine (T_TIMER) */
+  Exchange *x; /* a request's buffers and easy handle; NULL for a sleep */
+  Timer *timer; /* a sleep's due time; NULL for a request */
   const char *method;         /* one of request_methods (static) */
   RetryPolicy policy;
   int max_retries;
   long timeout_ms;   /* per attempt: the call's, 0 none, -1 the client's */
   int attempts;
-  double due;        /* T_BACKOFF / T_TIMER: when to go on (monotonic s) */
+  double due;        /* T_BACKOFF: when to go on (monotonic s) */
   double started;    /* first attempt */
   double attempt_started;
   double elapsed;    /* whole transfer, set when finished */
@@ -256,7 +269,8 @@ typedef struct Client {
   int secure;                  /* https endpoint */
   int multiplex;               /* HTTP/2 multiplexing allowed */
   int h2_seen;                 /* a response came over HTTP/2 */
-  Transfer *head, *tail;       /* live transfers, oldest first */
+  Transfer *head, *tail;       /* live transfers, oldest first (no sleep) */
+  Timer *timers_head, *timers_tail; /* set sleeps, soonest first */
   int running;                 /* transfers on the multi handle */
   int pending;                 /* user handles started and not completed */
   int finished;                /* transfers in T_FINISHED */

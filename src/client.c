@@ -252,11 +252,14 @@ static int l_client_close(lua_State *L) {
 static int l_client_gc(lua_State *L) {
   Client *c = (Client *)luaL_checkudata(L, 1, CLIENT_MT);
   Transfer *t;
+  Timer *tm;
   for (t = c->head; t; t = t->next) {
     attempt_detach(c, t);
     t->client = NULL;
   }
   c->head = c->tail = NULL;
+  for (tm = c->timers_head; tm; tm = tm->next) tm->handle->client = NULL;
+  c->timers_head = c->timers_tail = NULL;
   client_free(L, c);
   return 0;
 }
@@ -313,7 +316,7 @@ static int l_client_timeout(lua_State *L) {
     lua_pushnumber(L, 0);
     return 1;
   }
-  if (c->head == NULL || c->life == LIFE_CLOSED) {
+  if ((c->head == NULL && c->timers_head == NULL) || c->life == LIFE_CLOSED) {
     lua_pushnil(L);
     return 1;
   }
@@ -518,7 +521,7 @@ static int l_async_sleep(lua_State *L) {
     return arg_error(L, 2, "sleep", "seconds: number >= 0 expected");
   lua_settop(L, 2);
   t = transfer_new(L, c, MODE_TIMER, NULL);
-  t->due = monotonic_seconds() + s * c->time_scale;
+  t->timer->due = monotonic_seconds() + s * c->time_scale;
   transfer_submit(L, c, 1, 3, 0, 0, OUTCOME_PENDING);
   return 1;
 }

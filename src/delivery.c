@@ -424,11 +424,9 @@ static int run_one(lua_State *L, Client *c) {
   return 1;
 }
 
-static void engine_close(lua_State *L, Client *c);
-
-/* Phase 3: runs the queued callbacks of c, then the ownerless ones. A close
-** asked for by a callback is applied once it has returned. Stops early when
-** `until` (monotonic s, or 0) has passed. */
+/* Phase 3: runs the queued callbacks of c, then the ownerless ones. Stops
+** early when `until` (monotonic s, or 0) has passed, and as soon as a
+** callback has asked to close c: the caller closes it (run_callbacks). */
 static void drain(lua_State *L, Client *c, double until) {
   int top = lua_gettop(L), which;
   for (which = 0; which < 2; which++) {
@@ -443,7 +441,7 @@ static void drain(lua_State *L, Client *c, double until) {
       ran = run_one(L, c);
       lua_settop(L, top);
       if (c && c->life == LIFE_CLOSE_ASKED && c->in_callback == 0 && c->in_free_callback == 0)
-        engine_close(L, c);
+        return;
       if (!ran) break;
     }
   }
@@ -518,7 +516,7 @@ static void deliver_notices(lua_State *L, Client *c) {
 ** its caller makes the results itself. */
 static void deliver_one(lua_State *L, Client *c, Transfer *t) {
   int n, i, handle, top = lua_gettop(L);
-  list_unlink(c, t);
+  if (t->timer == NULL) list_unlink(c, t); /* a finished sleep is on no list */
   c->finished--;
   if (t->anchor == LUA_NOREF) {
     t->state = T_DONE;
@@ -556,15 +554,21 @@ static void deliver_one(lua_State *L, Client *c, Transfer *t) {
   lua_settop(L, top);
 }
 
-/* Phase 2; returns how many handles completed. Stops early past `until`. */
+/* Phase 2; returns how many handles completed: finished transfers, then
+** sleeps whose timer is due. Stops early past `until`. */
 static int deliver(lua_State *L, Client *c, double until) {
   int completed = 0;
+  Transfer *t;
   deliver_notices(L, c);
   while (c->finished > 0) {
-    Transfer *t;
     if (until > 0 && completed > 0 && monotonic_seconds() > until) break;
     for (t = c->head; t && t->state != T_FINISHED; t = t->next) {}
     if (t == NULL) break;
+    if (!t->internal) completed++;
+    deliver_one(L, c, t);
+  }
+  while (!(until > 0 && completed > 0 && monotonic_seconds() > until) &&
+         (t = timer_take_due(c, monotonic_seconds())) != NULL) {
     if (!t->internal) completed++;
     deliver_one(L, c, t);
   }
@@ -584,11 +588,23 @@ static void engine_close(lua_State *L, Client *c) {
   if (c->life >= LIFE_CLOSING) return;
   c->life = LIFE_CLOSING;
   for (t = c->head; t; t = t->next) transfer_cancel(t);
+  while (c->timers_head) { /* a cancelled sleep is on no list: delivered now */
+    t = c->timers_head->handle;
+    transfer_cancel(t);
+    deliver_one(L, c, t);
+  }
   deliver(L, c, 0);
   c->in_callback++; /* a callback run here may not re-enter the engine */
   drain(L, c, 0);
   c->in_callback--;
   client_release(L, c); /* LIFE_CLOSED */
+}
+
+/* Phase 3 (drain), then the close a callback asked for, once it returned. */
+static void run_callbacks(lua_State *L, Client *c, double until) {
+  drain(L, c, until);
+  if (c->life == LIFE_CLOSE_ASKED && c->in_callback == 0 && c->in_free_callback == 0)
+    engine_close(L, c);
 }
 
 
@@ -605,7 +621,7 @@ static int step_protected(lua_State *L) {
   int completed;
   step_io(c, wait, until);
   completed = c->life == LIFE_CLOSED ? 0 : deliver(L, c, until);
-  drain(L, c, until);
+  run_callbacks(L, c, until);
   lua_pushinteger(L, completed);
   return 1;
 }
@@ -742,16 +758,19 @@ static void transfer_submit(lua_State *L, Client *c, int client_idx, int idx, in
     t->anchor = luaL_ref(L, LUA_REGISTRYINDEX);
     if (!t->internal) c->pending++;
   }
-  if (t->mode != MODE_TIMER) transfer_classify(c, t);
-  list_append(c, t);
+  if (t->timer == NULL) { /* a sleep is only a timer of the engine */
+    transfer_classify(c, t);
+    list_append(c, t);
+  }
   if (c->life == LIFE_CLOSED) {
     /* A finalizer closed the client while the request was being built
     ** (any allocation above may run one): done now, cancelled. */
     transfer_finish(c, t, OUTCOME_CANCELLED, t->started);
     deliver_one(L, c, t);
+  } else if (t->timer) {
+    timer_set(c, t);
   } else if (at_once != OUTCOME_PENDING) {
     transfer_finish(c, t, at_once, t->started); /* fails at the next poll */
   }
-  else if (t->mode == MODE_TIMER) t->state = T_TIMER;
   else start_queued(c, t->started, 0);
 }

@@ -1,15 +1,18 @@
 /*
 ** engine.c: layer 2, a client's engine: the multi handle, the easy-handle
-** pool, sockets and due times; no Lua. It steps every transfer of the client and
-** never sleeps except in poll(2) for at most the time asked for.
+** pool, sockets and due times (retry backoffs, and the timers that sleeps
+** are); no Lua. It steps every transfer of the client and never sleeps
+** except in poll(2) for at most the time asked for.
 **
 ** One step has three phases, and only the last two touch Lua:
-**   1. I/O (plain C): start queued transfers up to max_concurrency, fire due
-**      times (retry backoffs, sleeps), let libcurl act on ready sockets and
+**   1. I/O (plain C): start queued transfers up to max_concurrency, requeue
+**      backoffs whose time has come, let libcurl act on ready sockets and
 **      its timer, and record each finished attempt in its transfer (retry
 **      scheduled as a due time, or outcome kept). libcurl's socket and
-**      timer callbacks only record what they are told.
+**      timer callbacks only record what they are told. The wait for I/O
+**      ends by the soonest timer at the latest.
 **   2. Delivery: each finished transfer, taken off the client's list first,
+**      and each sleep whose timer is due, taken off the timer list first,
 **      becomes Lua values (stored in its handle), and its callbacks are
 **      queued; on_retry and on_exchange notices are queued too.
 **   3. Callbacks: the queue (a Lua table) is drained one item at a time,
@@ -149,10 +152,54 @@ static void transfer_finish(Client *c, Transfer *t, Outcome outcome, double now)
   c->finished++;
 }
 
-/* Cancels a transfer that has not finished; returns whether it did. */
+
+/* ======================================================================
+** Timers: sleeps, on a list of the client soonest first
+** ====================================================================== */
+
+/* Sets the timer of the sleep t for its due time: after every timer due no
+** later, so equal due times come in the order they were set. The place is
+** looked for from the latest end: sleeps mostly come in due order. */
+static void timer_set(Client *c, Transfer *t) {
+  Timer *tm = t->timer, *after = c->timers_tail;
+  while (after && after->due > tm->due) after = after->prev;
+  tm->prev = after;
+  tm->next = after ? after->next : c->timers_head;
+  if (tm->next) tm->next->prev = tm;
+  else c->timers_tail = tm;
+  if (after) after->next = tm;
+  else c->timers_head = tm;
+  tm->set = 1;
+  t->state = T_RUNNING;
+}
+
+/* Takes a timer off the client's list (nothing when it is not on it). */
+static void timer_unset(Client *c, Timer *tm) {
+  if (!tm->set) return;
+  if (tm->prev) tm->prev->next = tm->next;
+  else c->timers_head = tm->next;
+  if (tm->next) tm->next->prev = tm->prev;
+  else c->timers_tail = tm->prev;
+  tm->prev = tm->next = NULL;
+  tm->set = 0;
+}
+
+/* The sleep whose timer is due first, taken off the list and finished, or
+** NULL when none is due: phase 2 takes them one at a time. */
+static Transfer *timer_take_due(Client *c, double now) {
+  Timer *tm = c->timers_head;
+  if (tm == NULL || tm->due > now) return NULL;
+  timer_unset(c, tm);
+  transfer_finish(c, tm->handle, OUTCOME_OK, now);
+  return tm->handle;
+}
+
+/* Cancels a transfer (or sleep) that has not finished; returns whether it
+** did. A cancelled sleep is on no list: its caller delivers it at once. */
 static int transfer_cancel(Transfer *t) {
   Client *c = t->client;
   if (c == NULL || t->state == T_FINISHED || t->state == T_DONE) return 0;
+  if (t->timer) timer_unset(c, t->timer);
   attempt_detach(c, t);
   t->retryable = 0;
   t->notify_retry = 0;
@@ -166,7 +213,7 @@ static void transfer_detach(Transfer *t) {
   Client *c = t->client;
   transfer_cancel(t);
   if (c == NULL || t->state != T_FINISHED) return;
-  list_unlink(c, t);
+  if (t->timer == NULL) list_unlink(c, t); /* a finished sleep is on no list */
   c->finished--;
   if (!t->internal) c->pending--;
   t->state = T_DONE;
@@ -302,25 +349,25 @@ static void read_messages(Client *c, double now) {
   }
 }
 
-/* Backoffs whose time has come go back to the queue; sleeps finish. */
+/* Backoffs whose time has come go back to the queue. */
 static void fire_due(Client *c, double now) {
   Transfer *t;
   for (t = c->head; t; t = t->next) {
-    /* a retry waits for its on_retry to have run, as before a sleep */
+    /* a retry waits for its on_retry to have run */
     if (t->state == T_BACKOFF && t->due <= now && !t->notify_retry) t->state = T_QUEUED;
-    else if (t->state == T_TIMER && t->due <= now) transfer_finish(c, t, OUTCOME_OK, now);
   }
 }
 
-/* The next time the engine must act (monotonic seconds), or HUGE_VAL: a
-** due time, libcurl's timer, the end of a 429's hold on a queued transfer,
-** or now for one that may start (a slot is free). */
+/* The next time the engine must act (monotonic seconds), or HUGE_VAL: the
+** soonest timer, a backoff's due time, libcurl's timer, the end of a 429's
+** hold on a queued transfer, or now for one that may start (a slot is free). */
 static double next_due(const Client *c, double now) {
   const Transfer *t;
   double due = c->curl_due >= 0 ? c->curl_due : HUGE_VAL;
+  if (c->timers_head && c->timers_head->due < due) due = c->timers_head->due;
   for (t = c->head; t; t = t->next) {
     double held;
-    if ((t->state == T_BACKOFF || t->state == T_TIMER) && t->due < due) due = t->due;
+    if (t->state == T_BACKOFF && t->due < due) due = t->due;
     if (t->state != T_QUEUED) continue;
     held = held_until(c, t);
     if (held > now) {
@@ -412,7 +459,7 @@ static void step_io(Client *c, double wait, double until) {
 static void trim_when_idle(Client *c) {
 #ifdef __GLIBC__
   double now;
-  if (c->head != NULL) return;
+  if (c->head != NULL || c->timers_head != NULL) return;
   now = monotonic_seconds();
   if (now - c->trimmed < TRIM_EVERY) return;
   c->trimmed = now;

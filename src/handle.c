@@ -7,12 +7,17 @@
 /* Pushes a new transfer of client c (or none, for c == NULL) for `mode`,
 ** with the client's defaults; its buffers start from the client's spares. */
 static Transfer *transfer_new(lua_State *L, Client *c, Mode mode, const char *method) {
-  /* A sleep is a Transfer alone; a request has its Exchange right after
-  ** it (sizeof (Transfer) keeps the Exchange aligned). */
-  size_t size = sizeof(Transfer) + (mode == MODE_TIMER ? 0 : sizeof(Exchange));
+  /* A request has its Exchange right after its Transfer, a sleep its
+  ** Timer (sizeof (Transfer) keeps either aligned). */
+  size_t size = sizeof(Transfer) + (mode == MODE_TIMER ? sizeof(Timer) : sizeof(Exchange));
   Transfer *t = (Transfer *)lua_newuserdatauv(L, size, 1);
   memset(t, 0, size);
-  t->x = mode == MODE_TIMER ? NULL : (Exchange *)(void *)(t + 1);
+  if (mode == MODE_TIMER) {
+    t->timer = (Timer *)(void *)(t + 1);
+    t->timer->handle = t;
+  } else {
+    t->x = (Exchange *)(void *)(t + 1);
+  }
   t->anchor = LUA_NOREF;
   t->mode = mode;
   t->method = method;
@@ -107,8 +112,10 @@ static int l_handle_client(lua_State *L) {
 /* tostring(h) */
 static int l_handle_tostring(lua_State *L) {
   Transfer *t = to_transfer(L, 1);
-  static const char *const states[] = {"queued", "running", "backoff", "timer", "finished", "done"};
-  if (t->mode == MODE_TIMER) lua_pushfstring(L, "atai.Handle (sleep, %s): %p", states[t->state], (void *)t);
+  static const char *const states[] = {"queued", "running", "backoff", "finished", "done"};
+  if (t->mode == MODE_TIMER) /* a set timer shows as "timer" */
+    lua_pushfstring(L, "atai.Handle (sleep, %s): %p", t->state == T_RUNNING ? "timer" : states[t->state],
+                    (void *)t);
   else {
     push_shown_url(L, t, 0);
     lua_pushfstring(L, "atai.Handle (%s %s, %s): %p", t->method, lua_tostring(L, -1), states[t->state],
