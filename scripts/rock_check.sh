@@ -76,7 +76,7 @@ assert(type(atai.VERSION) == "string", "atai.VERSION is not a string")
 local info = require("atai.core").version_info()
 assert(type(info.curl_version) == "string", "version_info().curl_version is not a string")
 for name in pairs(package.loaded) do
-  if name:match("^atai%.") and name ~= "atai.core" then from_tree(name, package.path) end
+  if name:match("^atai%.") and not name:match("^atai%.core") then from_tree(name, package.path) end
 end
 print(("atai %s from %s\natai.core from %s (libcurl %s)"):format(
   atai.VERSION, atai_file, core_file, info.curl_version))
