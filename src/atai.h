@@ -44,8 +44,8 @@
 **
 ** From util.c: ascii_lower equals_ci monotonic_seconds same_ci
 **
-** From buffer.c: buffer_add buffer_clear buffer_free buffer_move
-**   buffer_reset
+** From buffer.c: buffer_add buffer_clear buffer_fit buffer_free buffer_move
+**   buffer_reserve_exact buffer_reset
 **
 ** From json.c: format_number json_decode json_encode json_encode_sorted
 **

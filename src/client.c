@@ -430,7 +430,8 @@ static int start_get_job(lua_State *L, Client *c, RunAs how) {
   len = lua_rawlen(L, 2);
   t = transfer_new(L, c, MODE_OBJECT, "GET");
   if (opts) read_call_opts(L, opts, "get_job", t);
-  if (!buffer_add(&t->x->url, c->base_url, c->base_url_len) ||
+  if (!buffer_reserve_exact(&t->x->url, c->base_url_len + 12 + len) ||
+      !buffer_add(&t->x->url, c->base_url, c->base_url_len) ||
       !buffer_add(&t->x->url, "/batch/jobs/", 12) || !buffer_add(&t->x->url, id, len))
     return luaL_error(L, "not enough memory");
   return launch(L, c, 4, how);
@@ -474,6 +475,7 @@ static int start_request(lua_State *L, Client *c, Mode mode, const char *fname, 
       if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
         arg_error(L, 4, fname, lua_pushfstring(L, "opts.body: a %s request has no body", method));
       json_encode(L, -1, &t->x->payload, "request body");
+      buffer_fit(&t->x->payload);
       has_body = 1;
     }
   }
