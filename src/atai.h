@@ -18,7 +18,8 @@
 **   0  plain C and small Lua helpers, no engine:
 **      util.c      monotonic clock, ASCII case
 **      buffer.c    growable byte buffers (Buffer)
-**      json.c      JSON <-> Lua values (lua-cjson decodes, we encode)
+**      json.c      JSON <-> Lua values (a fast path of ours decodes, lua-cjson
+**                  what it leaves; we encode)
 **      error.c     the error table (atai.Error), kinds of statuses and codes
 **      headers.c   response header blocks: a header, Retry-After, as a table
 **      crc32c.c    CRC-32C and its combine, for uploads
