@@ -101,7 +101,6 @@
 #define RETRY_AFTER_MAX 60.0     /* seconds: a longer Retry-After is capped */
 #define CALL_TIMEOUT_MAX 86400.0 /* seconds: longest attempt timeout */
 #define MAX_RETRIES_MAX 10       /* one bound for atai.new and per call */
-#define POOL_MAX 128             /* idle easy handles kept per client */
 #define SHRINK_ABOVE (1024 * 1024) /* a buffer bigger than this is freed after use */
 #define WAIT_SLICE 0.1           /* seconds: a blocking wait returns to Lua this often */
 #define HEADERS_MAX (256 * 1024) /* bytes of response headers kept */
@@ -241,7 +240,7 @@ typedef struct Watch {
 
 typedef struct Client {
   CURLM *multi;
-  CURL *pool[POOL_MAX];
+  CURL **pool;                     /* idle easy handles, max_concurrency of them at most */
   int pool_len;
   struct curl_slist *base_headers; /* Authorization, Accept: client's life */
   char *base_url;                  /* endpoint, no trailing slash; freed by __gc only */
@@ -275,7 +274,7 @@ typedef struct Client {
   int queue_ref;               /* registry ref of the callback queue table */
   int q_head, q_tail;          /* queue[q_head .. q_tail - 1] */
   unsigned int rng;            /* xorshift state for backoff jitter */
-  Buffer spare_body[POOL_MAX], spare_headers[POOL_MAX]; /* reused by the next transfers */
+  Buffer *spare_body, *spare_headers; /* reused by the next transfers: max_concurrency each */
   int spares;                  /* spare_*[0 .. spares - 1] hold memory */
   double trimmed;              /* when freed memory was last given back */
   double time_scale;           /* factor on every wait (tests: _time_scale) */

@@ -16,7 +16,7 @@ static void transfer_free_buffers(Transfer *t) {
   t->x->headers = NULL;
   buffer_free(&t->x->url);
   buffer_free(&t->x->payload);
-  if (c && c->life != LIFE_CLOSED && c->spares < POOL_MAX && c->spares < c->max_concurrency) {
+  if (c && c->life != LIFE_CLOSED && c->spares < c->max_concurrency) {
     buffer_reset(&t->x->body, SHRINK_ABOVE);
     buffer_reset(&t->x->resp_headers, SHRINK_ABOVE);
     buffer_move(&c->spare_body[c->spares], &t->x->body);

@@ -5,8 +5,9 @@
 ** file registers (client_open).
 **
 ** A client owns a libcurl multi handle (its connection cache: connections,
-** TLS sessions and DNS stay warm across requests), a small pool of idle
-** easy handles configured once, the header list every request sends, and
+** TLS sessions and DNS stay warm across requests), a pool of idle
+** easy handles configured once (one per max_concurrency slot), the header
+** list every request sends, and
 ** the callback queue that poll() drains. Configuration policy (defaults,
 ** environment, endpoint and proxy rules, bounds) lives in
 ** lua/atai/config.lua, which hands new_client a resolved, checked table.
@@ -225,7 +226,10 @@ static int l_new_client(lua_State *L) {
   c->queue_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   c->q_head = c->q_tail = 1;
   c->multi = curl_multi_init();
-  if (!ok || !c->multi)
+  c->pool = (CURL **)calloc((size_t)c->max_concurrency, sizeof *c->pool);
+  c->spare_body = (Buffer *)calloc((size_t)c->max_concurrency, sizeof *c->spare_body);
+  c->spare_headers = (Buffer *)calloc((size_t)c->max_concurrency, sizeof *c->spare_headers);
+  if (!ok || !c->multi || !c->pool || !c->spare_body || !c->spare_headers)
     return luaL_error(L, "cannot create an atai client: out of memory or libcurl failed");
   engine_init(c);
   client_base_headers(L, c, api_key);

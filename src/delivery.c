@@ -27,6 +27,11 @@ static void client_release(lua_State *L, Client *c) {
     buffer_free(&c->spare_headers[i]);
   }
   c->spares = 0;
+  free(c->pool);
+  free(c->spare_body);
+  free(c->spare_headers);
+  c->pool = NULL;
+  c->spare_body = c->spare_headers = NULL;
   luaL_unref(L, LUA_REGISTRYINDEX, c->on_retry_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, c->on_exchange_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, c->queue_ref);
