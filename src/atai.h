@@ -69,8 +69,8 @@
 ** From stream.c: stream_end stream_fatal stream_free stream_io_error
 **   stream_prepare stream_restore
 **
-** From attempt.c: attempt_outcome attempt_prepare attempt_retryable retry_delay
-**   transfer_free_buffers
+** From attempt.c: attempt_buffers attempt_outcome attempt_prepare
+**   attempt_retryable retry_delay transfer_free_buffers
 **
 ** From engine.c: attempt_detach engine_init has_news list_append
 **   list_unlink next_due start_queued step_io transfer_cancel
@@ -182,7 +182,7 @@ typedef struct Exchange {
   Buffer url, payload;        /* request */
   Buffer body, resp_headers;  /* response of the current attempt */
   struct Stream *stream; /* stream.c: a streaming transfer's files, or NULL */
-  char errbuf[CURL_ERROR_SIZE];
+  char *errbuf; /* CURL_ERROR_SIZE bytes, allocated when an attempt starts */
 } Exchange;
 
 /* One request (or sleep) and everything it owns. The userdata is the
@@ -274,7 +274,7 @@ typedef struct Client {
   int queue_ref;               /* registry ref of the callback queue table */
   int q_head, q_tail;          /* queue[q_head .. q_tail - 1] */
   unsigned int rng;            /* xorshift state for backoff jitter */
-  Buffer *spare_body, *spare_headers; /* reused by the next transfers: max_concurrency each */
+  Buffer *spare_body, *spare_headers; /* reused by the next attempts: max_concurrency each */
   int spares;                  /* spare_*[0 .. spares - 1] hold memory */
   double trimmed;              /* when freed memory was last given back */
   double time_scale;           /* factor on every wait (tests: _time_scale) */

@@ -120,7 +120,7 @@ static void error_set_body(lua_State *L, const Transfer *t) {
 /* The message of a transport failure: what happened, in words. */
 static const char *transport_message(lua_State *L, const Transfer *t) {
   const struct CurlKind *k = curl_kind(t->result);
-  const char *detail = t->x->errbuf[0] ? t->x->errbuf : curl_easy_strerror(t->result);
+  const char *detail = t->x->errbuf && t->x->errbuf[0] ? t->x->errbuf : curl_easy_strerror(t->result);
   if (t->result == CURLE_COULDNT_CONNECT && (t->os_errno == EMFILE || t->os_errno == ENFILE))
     return lua_pushfstring(L, "too many open files: cannot open a connection (%s)", detail);
   if (t->result == CURLE_OUT_OF_MEMORY) return lua_pushfstring(L, "%s", k->message);

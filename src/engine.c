@@ -180,11 +180,8 @@ static void transfer_detach(Transfer *t) {
 
 /* Starts the next attempt of t now. */
 static void attempt_start(Client *c, Transfer *t, double now) {
-  CURL *e = pool_take(c);
-  buffer_clear(&t->x->body);
-  buffer_clear(&t->x->resp_headers);
+  CURL *e = attempt_buffers(c, t) ? pool_take(c) : NULL;
   t->cut = CUT_NONE;
-  t->x->errbuf[0] = '\0';
   t->status = 0;
   t->os_errno = 0;
   t->socket_errno = 0;
