@@ -257,6 +257,7 @@ typedef struct Client {
   int multiplex;               /* HTTP/2 multiplexing allowed */
   int h2_seen;                 /* a response came over HTTP/2 */
   Transfer *head, *tail;       /* live transfers, oldest first */
+  Transfer *scan_from;         /* no T_QUEUED transfer before it (NULL: from head) */
   int running;                 /* transfers on the multi handle */
   int pending;                 /* user handles started and not completed */
   int finished;                /* transfers in T_FINISHED */

@@ -260,7 +260,7 @@ static int l_client_gc(lua_State *L) {
     attempt_detach(c, t);
     t->client = NULL;
   }
-  c->head = c->tail = NULL;
+  c->head = c->tail = c->scan_from = NULL;
   client_free(L, c);
   return 0;
 }

@@ -123,6 +123,7 @@ static void list_append(Client *c, Transfer *t) {
 }
 
 static void list_unlink(Client *c, Transfer *t) {
+  if (c->scan_from == t) c->scan_from = t->prev;
   if (t->prev) t->prev->next = t->next;
   else c->head = t->next;
   if (t->next) t->next->prev = t->prev;
@@ -241,16 +242,26 @@ static void hold_new_attempts(Client *c, const Transfer *t, double until) {
 
 /* Starts queued transfers, oldest first, while slots are free and no rate
 ** limit holds them; with a budget (`until` > 0), only until then: the rest
-** start at the next poll. */
+** start at the next poll. The walk begins at c->scan_from, where the last
+** one left off (new transfers go to the tail): from the head, each of
+** 1,000 get_jobs started in a row walked past all those before it. */
 static void start_queued(Client *c, double now, double until) {
-  Transfer *t, *next;
+  Transfer *t, *next, *left = NULL; /* left: the first still queued */
   if (now < c->paused_until) return;
-  for (t = c->head; t && c->running < c->max_concurrency; t = next) {
+  for (t = c->scan_from ? c->scan_from : c->head; t && c->running < c->max_concurrency; t = next) {
     next = t->next;
-    if (t->state != T_QUEUED || now < held_until(c, t)) continue;
+    if (t->state != T_QUEUED) continue;
+    if (now < held_until(c, t)) {
+      if (left == NULL) left = t;
+      continue;
+    }
     attempt_start(c, t, now);
-    if (until > 0 && monotonic_seconds() > until) return;
+    if (until > 0 && monotonic_seconds() > until) {
+      t = next;
+      break;
+    }
   }
+  c->scan_from = left ? left : t ? t : c->tail;
 }
 
 /* Records the end of t's attempt: a retry as a due time, or the outcome. */
@@ -305,7 +316,10 @@ static void fire_due(Client *c, double now) {
   Transfer *t;
   for (t = c->head; t; t = t->next) {
     /* a retry waits for its on_retry to have run, as before a sleep */
-    if (t->state == T_BACKOFF && t->due <= now && !t->notify_retry) t->state = T_QUEUED;
+    if (t->state == T_BACKOFF && t->due <= now && !t->notify_retry) {
+      t->state = T_QUEUED;
+      c->scan_from = NULL; /* queued again, anywhere in the list */
+    }
     else if (t->state == T_TIMER && t->due <= now) transfer_finish(c, t, OUTCOME_OK, now);
   }
 }
