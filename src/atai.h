@@ -267,6 +267,8 @@ typedef struct Client {
   Watch *watches;
   struct pollfd *pollfds;      /* poll(2)'s array, as long as watches */
   int nwatches, watches_cap;
+  int *watch_of;               /* fd -> its index in watches + 1, 0 for none */
+  int watch_of_len;            /* fds 0 .. watch_of_len - 1 have a slot */
   int in_callback;             /* a guarded callback is running */
   int in_free_callback;        /* a blocking call's own callback is running */
   unsigned long callbacks_run; /* callbacks run so far (client:_step) */

@@ -19,9 +19,11 @@ static void client_release(lua_State *L, Client *c) {
   c->base_headers = NULL;
   free(c->watches);
   free(c->pollfds);
+  free(c->watch_of);
   c->watches = NULL;
   c->pollfds = NULL;
-  c->nwatches = c->watches_cap = 0;
+  c->watch_of = NULL;
+  c->nwatches = c->watches_cap = c->watch_of_len = 0;
   for (i = 0; i < c->spares; i++) {
     buffer_free(&c->spare_body[i]);
     buffer_free(&c->spare_headers[i]);
