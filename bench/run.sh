@@ -36,6 +36,10 @@
 # memory      ASYNC_N async get_jobs in batches of CONC (start CONC handles,
 #   wait for all, repeat; bench/memory.lua): RSS after ASYNC_N next to RSS
 #   after the first 1,000. Goal: growth <= 1 MiB.
+# queued      QUEUED_N client.async:get_job handles started on a client with
+#   max_concurrency = 1, so all but one wait in its queue (bench/queued.lua):
+#   RSS with them held minus RSS before, in MB (10^6 bytes) and per handle.
+#   Goal: 10,000 queued handles under 10 MB.
 # transfer    a file of BENCH_TRANSFER_MB MiB (made once from /dev/urandom in
 #   build/bench/transfer/) moved on loopback by atai and by the curl tool,
 #   BENCH_TRANSFER_ROUNDS rounds of alternating runs (curl first in odd
@@ -58,7 +62,8 @@
 # single: BENCH_N (5000), BENCH_WARMUP (200), BENCH_ROUNDS (5), BENCH_CG_N
 # (500; 0 skips callgrind); concurrent/poll/memory: BENCH_CONC (100),
 # BENCH_DELAY_MS (20), BENCH_CONC_ROUNDS (20), BENCH_SEQ_ROUNDS (2),
-# BENCH_POLL_ROUNDS (5), BENCH_ASYNC_N (100000, more than 1000); transfer:
+# BENCH_POLL_ROUNDS (5), BENCH_ASYNC_N (100000, more than 1000); queued:
+# BENCH_QUEUED_N (10000); transfer:
 # BENCH_TRANSFER_MB (1024), BENCH_TRANSFER_ROUNDS (5), BENCH_PART_MB (128);
 # CC (cc).
 # Exits 0 when every client ran and checked its answers; it asserts nothing
@@ -68,7 +73,7 @@ set -eu
 lua=${1:-lua5.4}
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=$root/build/bench
-measures=${BENCH_MEASURES:-single concurrent poll memory transfer}
+measures=${BENCH_MEASURES:-single concurrent poll memory queued transfer}
 n=${BENCH_N:-5000}
 warmup=${BENCH_WARMUP:-200}
 rounds=${BENCH_ROUNDS:-5}
@@ -80,6 +85,7 @@ seq_rounds=${BENCH_SEQ_ROUNDS:-2}
 poll_rounds=${BENCH_POLL_ROUNDS:-5}
 async_n=${BENCH_ASYNC_N:-100000}
 async_mark=1000
+queued_n=${BENCH_QUEUED_N:-10000}
 transfer_mb=${BENCH_TRANSFER_MB:-1024}
 transfer_rounds=${BENCH_TRANSFER_ROUNDS:-5}
 part_mb=${BENCH_PART_MB:-128}
@@ -105,11 +111,12 @@ positive BENCH_SEQ_ROUNDS "$seq_rounds"
 positive BENCH_POLL_ROUNDS "$poll_rounds"
 positive BENCH_ASYNC_N "$async_n"
 [ "$async_n" -gt "$async_mark" ] || die "BENCH_ASYNC_N must be more than $async_mark, got '$async_n'"
+positive BENCH_QUEUED_N "$queued_n"
 positive BENCH_TRANSFER_MB "$transfer_mb"
 positive BENCH_TRANSFER_ROUNDS "$transfer_rounds"
 positive BENCH_PART_MB "$part_mb"
 for m in $measures; do
-  case "$m" in single | concurrent | poll | memory | transfer) ;; *) die "unknown measure '$m' in BENCH_MEASURES" ;; esac
+  case "$m" in single | concurrent | poll | memory | queued | transfer) ;; *) die "unknown measure '$m' in BENCH_MEASURES" ;; esac
 done
 wants() { case " $measures " in *" $1 "*) return 0 ;; esac; return 1; }
 
@@ -385,6 +392,22 @@ measure_memory() {
   }'
 }
 
+# --- queued: what a handle waiting for a slot costs -------------------------
+measure_queued() {
+  start_server 0
+  queued=$(result queued "$lua" "$root/bench/queued.lua" "$port" "$queued_n")
+  stop_server
+  echo "$queued" | awk '
+  /^SKIP/ { sub(/^SKIP [^:]*: /, ""); printf "\natai bench, queued: skipped: %s\n", $0; next }
+  {
+    n = $3; mb = ($5 - $4) * 1024 / 1e6; goal = 10 * n / 10000
+    printf "\natai bench, queued: %d client.async:get_job handles behind max_concurrency = 1\n\n", n
+    printf "RSS before: %d KiB; with %d queued: %d KiB; growth %.1f MB (%.0f bytes per handle)\n",
+      $4, n, $5, mb, mb * 1e6 / n
+    printf "goal: %d queued handles under %g MB: %s (%.1f MB)\n", n, goal, mb < goal ? "met" : "NOT met", mb
+  }'
+}
+
 # --- transfer: a big file each way, next to the curl tool -------------------
 nginx_pid=
 stop_nginx() {
@@ -588,6 +611,6 @@ measure_transfer() {
   transfer_table
 }
 
-for m in single concurrent poll memory transfer; do
+for m in single concurrent poll memory queued transfer; do
   if wants "$m"; then "measure_$m"; fi
 done

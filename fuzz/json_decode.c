@@ -1,6 +1,7 @@
 /*
-** json_decode.c: libFuzzer harness for json_decode (src/json.c): cjson's
-** decode plus atai's shaping, on arbitrary bytes.
+** json_decode.c: libFuzzer harness for json_decode (src/json.c): its fast
+** path, or cjson's decode plus atai's shaping when the fast path gives up,
+** on arbitrary bytes.
 **
 ** Properties: exactly one value is pushed (the shaped value, or cjson's
 ** message when json_decode says the input is malformed); and compared with

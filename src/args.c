@@ -224,7 +224,8 @@ static void add_query(lua_State *L, Buffer *url, int query, const char *fname) {
 static void build_url(lua_State *L, Client *c, Transfer *t, const char *path, size_t path_len,
                       int query, const char *fname) {
   buffer_clear(&t->x->url);
-  if (!buffer_add(&t->x->url, c->base_url, c->base_url_len) || !buffer_add(&t->x->url, path, path_len))
+  if (!buffer_reserve_exact(&t->x->url, c->base_url_len + path_len) ||
+      !buffer_add(&t->x->url, c->base_url, c->base_url_len) || !buffer_add(&t->x->url, path, path_len))
     luaL_error(L, "not enough memory");
   if (query) add_query(L, &t->x->url, query, fname);
 }

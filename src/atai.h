@@ -18,7 +18,8 @@
 **   0  plain C and small Lua helpers, no engine:
 **      util.c      monotonic clock, ASCII case
 **      buffer.c    growable byte buffers (Buffer)
-**      json.c      JSON <-> Lua values (lua-cjson decodes, we encode)
+**      json.c      JSON <-> Lua values (a fast path of ours decodes, lua-cjson
+**                  what it leaves; we encode)
 **      error.c     the error table (atai.Error), kinds of statuses and codes
 **      headers.c   response header blocks: a header, Retry-After, as a table
 **      crc32c.c    CRC-32C and its combine, for uploads
@@ -44,8 +45,8 @@
 **
 ** From util.c: ascii_lower equals_ci monotonic_seconds same_ci
 **
-** From buffer.c: buffer_add buffer_clear buffer_free buffer_move
-**   buffer_reset
+** From buffer.c: buffer_add buffer_clear buffer_fit buffer_free buffer_move
+**   buffer_reserve_exact buffer_reset
 **
 ** From json.c: format_number json_decode json_encode json_encode_sorted
 **
@@ -68,8 +69,8 @@
 ** From stream.c: stream_end stream_fatal stream_free stream_io_error
 **   stream_prepare stream_restore
 **
-** From attempt.c: attempt_outcome attempt_prepare attempt_retryable retry_delay
-**   transfer_free_buffers
+** From attempt.c: attempt_buffers attempt_outcome attempt_prepare
+**   attempt_retryable retry_delay transfer_free_buffers
 **
 ** From engine.c: attempt_detach engine_init has_news list_append
 **   list_unlink next_due start_queued step_io timer_set timer_take_due
@@ -100,7 +101,6 @@
 #define RETRY_AFTER_MAX 60.0     /* seconds: a longer Retry-After is capped */
 #define CALL_TIMEOUT_MAX 86400.0 /* seconds: longest attempt timeout */
 #define MAX_RETRIES_MAX 10       /* one bound for atai.new and per call */
-#define POOL_MAX 128             /* idle easy handles kept per client */
 #define SHRINK_ABOVE (1024 * 1024) /* a buffer bigger than this is freed after use */
 #define WAIT_SLICE 0.1           /* seconds: a blocking wait returns to Lua this often */
 #define HEADERS_MAX (256 * 1024) /* bytes of response headers kept */
@@ -194,7 +194,7 @@ typedef struct Exchange {
   Buffer url, payload;        /* request */
   Buffer body, resp_headers;  /* response of the current attempt */
   struct Stream *stream; /* stream.c: a streaming transfer's files, or NULL */
-  char errbuf[CURL_ERROR_SIZE];
+  char *errbuf; /* CURL_ERROR_SIZE bytes, allocated when an attempt starts */
 } Exchange;
 
 /* One request (or sleep) and everything it owns. The userdata is the
@@ -253,7 +253,7 @@ typedef struct Watch {
 
 typedef struct Client {
   CURLM *multi;
-  CURL *pool[POOL_MAX];
+  CURL **pool;                     /* idle easy handles, max_concurrency of them at most */
   int pool_len;
   struct curl_slist *base_headers; /* Authorization, Accept: client's life */
   char *base_url;                  /* endpoint, no trailing slash; freed by __gc only */
@@ -271,6 +271,7 @@ typedef struct Client {
   int h2_seen;                 /* a response came over HTTP/2 */
   Transfer *head, *tail;       /* live transfers, oldest first (no sleep) */
   Timer *timers_head, *timers_tail; /* set sleeps, soonest first */
+  Transfer *scan_from;         /* no T_QUEUED transfer before it (NULL: from head) */
   int running;                 /* transfers on the multi handle */
   int pending;                 /* user handles started and not completed */
   int finished;                /* transfers in T_FINISHED */
@@ -280,6 +281,8 @@ typedef struct Client {
   Watch *watches;
   struct pollfd *pollfds;      /* poll(2)'s array, as long as watches */
   int nwatches, watches_cap;
+  int *watch_of;               /* fd -> its index in watches + 1, 0 for none */
+  int watch_of_len;            /* fds 0 .. watch_of_len - 1 have a slot */
   int in_callback;             /* a guarded callback is running */
   int in_free_callback;        /* a blocking call's own callback is running */
   unsigned long callbacks_run; /* callbacks run so far (client:_step) */
@@ -288,7 +291,7 @@ typedef struct Client {
   int queue_ref;               /* registry ref of the callback queue table */
   int q_head, q_tail;          /* queue[q_head .. q_tail - 1] */
   unsigned int rng;            /* xorshift state for backoff jitter */
-  Buffer spare_body[POOL_MAX], spare_headers[POOL_MAX]; /* reused by the next transfers */
+  Buffer *spare_body, *spare_headers; /* reused by the next attempts: max_concurrency each */
   int spares;                  /* spare_*[0 .. spares - 1] hold memory */
   double trimmed;              /* when freed memory was last given back */
   double time_scale;           /* factor on every wait (tests: _time_scale) */

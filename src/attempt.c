@@ -14,9 +14,11 @@ static void transfer_free_buffers(Transfer *t) {
   if (t->x == NULL) return; /* a sleep holds none */
   curl_slist_free_all(t->x->headers);
   t->x->headers = NULL;
+  free(t->x->errbuf);
+  t->x->errbuf = NULL;
   buffer_free(&t->x->url);
   buffer_free(&t->x->payload);
-  if (c && c->life != LIFE_CLOSED && c->spares < POOL_MAX && c->spares < c->max_concurrency) {
+  if (c && c->life != LIFE_CLOSED && c->spares < c->max_concurrency) {
     buffer_reset(&t->x->body, SHRINK_ABOVE);
     buffer_reset(&t->x->resp_headers, SHRINK_ABOVE);
     buffer_move(&c->spare_body[c->spares], &t->x->body);
@@ -26,6 +28,24 @@ static void transfer_free_buffers(Transfer *t) {
   buffer_free(&t->x->body);
   buffer_free(&t->x->resp_headers);
   if (t->x->stream) stream_free(t);
+}
+
+/* Readies t's buffers for an attempt: the response buffers (a finished
+** transfer's spares when it has none: no malloc churn) emptied, and the
+** error buffer. Allocated here, not when the transfer is made, so a
+** transfer waiting in the queue holds none. Returns 0 when memory runs
+** out. */
+static int attempt_buffers(Client *c, Transfer *t) {
+  if (t->x->body.data == NULL && t->x->resp_headers.data == NULL && c->spares > 0) {
+    c->spares--;
+    buffer_move(&t->x->body, &c->spare_body[c->spares]);
+    buffer_move(&t->x->resp_headers, &c->spare_headers[c->spares]);
+  }
+  buffer_clear(&t->x->body);
+  buffer_clear(&t->x->resp_headers);
+  if (t->x->errbuf == NULL && (t->x->errbuf = (char *)malloc(CURL_ERROR_SIZE)) == NULL) return 0;
+  t->x->errbuf[0] = '\0';
+  return 1;
 }
 
 /* How the attempt that just ended went, from what libcurl, the data

@@ -28,6 +28,21 @@ static int buffer_reserve(Buffer *b, size_t extra) {
   return 1;
 }
 
+/* Makes room for exactly `extra` more bytes (and the NUL) when the buffer
+** is too small: for a request's URL, whose size is known before it is
+** built, and which waits with its handle (10,000 queued handles must not
+** hold 4 KiB each). Returns 0 when memory runs out. */
+static int buffer_reserve_exact(Buffer *b, size_t extra) {
+  size_t need = b->len + extra + 1;
+  char *data;
+  if (need <= b->cap) return 1;
+  data = (char *)realloc(b->data, need);
+  if (data == NULL) return 0;
+  b->data = data;
+  b->cap = need;
+  return 1;
+}
+
 /* Appends `len` bytes; returns 0 when memory runs out. */
 static int buffer_add(Buffer *b, const char *s, size_t len) {
   if (!buffer_reserve(b, len)) return 0;
@@ -35,6 +50,18 @@ static int buffer_add(Buffer *b, const char *s, size_t len) {
   b->len += len;
   b->data[b->len] = '\0';
   return 1;
+}
+
+/* Gives back the room past the content (and its NUL): an encoded request
+** body waits with its queued handle. Keeps the buffer as it is when the
+** smaller block cannot be had. */
+static void buffer_fit(Buffer *b) {
+  char *data;
+  if (b->data == NULL || b->cap <= b->len + 1) return;
+  data = (char *)realloc(b->data, b->len + 1);
+  if (data == NULL) return;
+  b->data = data;
+  b->cap = b->len + 1;
 }
 
 /* Empties the buffer but keeps its memory for the next request. */

@@ -5,8 +5,9 @@
 ** file registers (client_open).
 **
 ** A client owns a libcurl multi handle (its connection cache: connections,
-** TLS sessions and DNS stay warm across requests), a small pool of idle
-** easy handles configured once, the header list every request sends, and
+** TLS sessions and DNS stay warm across requests), a pool of idle
+** easy handles configured once (one per max_concurrency slot), the header
+** list every request sends, and
 ** the callback queue that poll() drains. Configuration policy (defaults,
 ** environment, endpoint and proxy rules, bounds) lives in
 ** lua/atai/config.lua, which hands new_client a resolved, checked table.
@@ -225,7 +226,10 @@ static int l_new_client(lua_State *L) {
   c->queue_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   c->q_head = c->q_tail = 1;
   c->multi = curl_multi_init();
-  if (!ok || !c->multi)
+  c->pool = (CURL **)calloc((size_t)c->max_concurrency, sizeof *c->pool);
+  c->spare_body = (Buffer *)calloc((size_t)c->max_concurrency, sizeof *c->spare_body);
+  c->spare_headers = (Buffer *)calloc((size_t)c->max_concurrency, sizeof *c->spare_headers);
+  if (!ok || !c->multi || !c->pool || !c->spare_body || !c->spare_headers)
     return luaL_error(L, "cannot create an atai client: out of memory or libcurl failed");
   engine_init(c);
   client_base_headers(L, c, api_key);
@@ -257,7 +261,7 @@ static int l_client_gc(lua_State *L) {
     attempt_detach(c, t);
     t->client = NULL;
   }
-  c->head = c->tail = NULL;
+  c->head = c->tail = c->scan_from = NULL;
   for (tm = c->timers_head; tm; tm = tm->next) tm->handle->client = NULL;
   c->timers_head = c->timers_tail = NULL;
   client_free(L, c);
@@ -433,7 +437,8 @@ static int start_get_job(lua_State *L, Client *c, RunAs how) {
   len = lua_rawlen(L, 2);
   t = transfer_new(L, c, MODE_OBJECT, "GET");
   if (opts) read_call_opts(L, opts, "get_job", t);
-  if (!buffer_add(&t->x->url, c->base_url, c->base_url_len) ||
+  if (!buffer_reserve_exact(&t->x->url, c->base_url_len + 12 + len) ||
+      !buffer_add(&t->x->url, c->base_url, c->base_url_len) ||
       !buffer_add(&t->x->url, "/batch/jobs/", 12) || !buffer_add(&t->x->url, id, len))
     return luaL_error(L, "not enough memory");
   return launch(L, c, 4, how);
@@ -477,6 +482,7 @@ static int start_request(lua_State *L, Client *c, Mode mode, const char *fname, 
       if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
         arg_error(L, 4, fname, lua_pushfstring(L, "opts.body: a %s request has no body", method));
       json_encode(L, -1, &t->x->payload, "request body");
+      buffer_fit(&t->x->payload);
       has_body = 1;
     }
   }

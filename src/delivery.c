@@ -19,14 +19,21 @@ static void client_release(lua_State *L, Client *c) {
   c->base_headers = NULL;
   free(c->watches);
   free(c->pollfds);
+  free(c->watch_of);
   c->watches = NULL;
   c->pollfds = NULL;
-  c->nwatches = c->watches_cap = 0;
+  c->watch_of = NULL;
+  c->nwatches = c->watches_cap = c->watch_of_len = 0;
   for (i = 0; i < c->spares; i++) {
     buffer_free(&c->spare_body[i]);
     buffer_free(&c->spare_headers[i]);
   }
   c->spares = 0;
+  free(c->pool);
+  free(c->spare_body);
+  free(c->spare_headers);
+  c->pool = NULL;
+  c->spare_body = c->spare_headers = NULL;
   luaL_unref(L, LUA_REGISTRYINDEX, c->on_retry_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, c->on_exchange_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, c->queue_ref);
@@ -115,7 +122,7 @@ static void error_set_body(lua_State *L, const Transfer *t) {
 /* The message of a transport failure: what happened, in words. */
 static const char *transport_message(lua_State *L, const Transfer *t) {
   const struct CurlKind *k = curl_kind(t->result);
-  const char *detail = t->x->errbuf[0] ? t->x->errbuf : curl_easy_strerror(t->result);
+  const char *detail = t->x->errbuf && t->x->errbuf[0] ? t->x->errbuf : curl_easy_strerror(t->result);
   if (t->result == CURLE_COULDNT_CONNECT && (t->os_errno == EMFILE || t->os_errno == ENFILE))
     return lua_pushfstring(L, "too many open files: cannot open a connection (%s)", detail);
   if (t->result == CURLE_OUT_OF_MEMORY) return lua_pushfstring(L, "%s", k->message);

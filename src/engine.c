@@ -37,10 +37,11 @@ static CURL *pool_take(Client *c) {
 }
 
 /* Gives an easy handle back after an attempt (it is off the multi handle).
-** One idle handle per concurrency slot (up to POOL_MAX): creating and
-** freeing handles for every request fragments the heap. */
+** One idle handle per concurrency slot: creating and freeing handles for
+** every request fragments the heap, and costs a round of 1,000 get_jobs
+** more than a tenth of its instructions. */
 static void pool_give(Client *c, CURL *e) {
-  if (c->pool_len < POOL_MAX && c->pool_len < c->max_concurrency && c->life != LIFE_CLOSED)
+  if (c->pool_len < c->max_concurrency && c->life != LIFE_CLOSED)
     c->pool[c->pool_len++] = e;
   else curl_easy_cleanup(e);
 }
@@ -52,29 +53,52 @@ static void pool_give(Client *c, CURL *e) {
 ** libcurl's socket and timer callbacks: they only record
 ** ====================================================================== */
 
+/* Room for one more watch, and a watch_of slot for fd; 0 when memory runs out. */
+static int watch_room(Client *c, curl_socket_t fd) {
+  if (fd >= c->watch_of_len) {
+    int len = c->watch_of_len ? c->watch_of_len : 64, *slots;
+    while (len <= fd) len *= 2;
+    slots = (int *)realloc(c->watch_of, (size_t)len * sizeof *slots);
+    if (slots == NULL) return 0;
+    memset(slots + c->watch_of_len, 0, (size_t)(len - c->watch_of_len) * sizeof *slots);
+    c->watch_of = slots;
+    c->watch_of_len = len;
+  }
+  if (c->nwatches == c->watches_cap) {
+    int cap = c->watches_cap ? c->watches_cap * 2 : 16;
+    Watch *w = (Watch *)realloc(c->watches, (size_t)cap * sizeof *w);
+    struct pollfd *p;
+    if (w == NULL) return 0;
+    c->watches = w;
+    p = (struct pollfd *)realloc(c->pollfds, (size_t)cap * sizeof *p);
+    if (p == NULL) return 0;
+    c->pollfds = p;
+    c->watches_cap = cap;
+  }
+  return 1;
+}
+
+/* What libcurl wants watched on fd. The watch is found through watch_of,
+** not by a search: with 1,000 sockets a search cost a round of get_jobs
+** ~2% of its instructions. */
 static int on_socket(CURL *e, curl_socket_t fd, int what, void *ud, void *sockp) {
   Client *c = (Client *)ud;
-  int i;
+  int i = fd >= 0 && fd < c->watch_of_len && c->watch_of[fd] > 0 ? c->watch_of[fd] - 1 : -1;
   (void)e;
   (void)sockp;
-  for (i = 0; i < c->nwatches && c->watches[i].fd != fd; i++) {}
   if (what == CURL_POLL_REMOVE) {
-    if (i < c->nwatches) c->watches[i] = c->watches[--c->nwatches];
+    if (i >= 0) {
+      c->watches[i] = c->watches[--c->nwatches];
+      if (i < c->nwatches) c->watch_of[c->watches[i].fd] = i + 1;
+      c->watch_of[fd] = 0;
+    }
     return 0;
   }
-  if (i == c->nwatches) {
-    if (c->nwatches == c->watches_cap) {
-      int cap = c->watches_cap ? c->watches_cap * 2 : 16;
-      Watch *w = (Watch *)realloc(c->watches, (size_t)cap * sizeof *w);
-      struct pollfd *p;
-      if (w == NULL) return -1; /* libcurl fails the transfer */
-      c->watches = w;
-      p = (struct pollfd *)realloc(c->pollfds, (size_t)cap * sizeof *p);
-      if (p == NULL) return -1;
-      c->pollfds = p;
-      c->watches_cap = cap;
-    }
-    c->watches[c->nwatches++].fd = fd;
+  if (i < 0) {
+    if (fd < 0 || !watch_room(c, fd)) return -1; /* libcurl fails the transfer */
+    i = c->nwatches++;
+    c->watches[i].fd = fd;
+    c->watch_of[fd] = i + 1;
   }
   c->watches[i].what = what;
   return 0;
@@ -125,6 +149,7 @@ static void list_append(Client *c, Transfer *t) {
 }
 
 static void list_unlink(Client *c, Transfer *t) {
+  if (c->scan_from == t) c->scan_from = t->prev;
   if (t->prev) t->prev->next = t->next;
   else c->head = t->next;
   if (t->next) t->next->prev = t->prev;
@@ -226,11 +251,8 @@ static void transfer_detach(Transfer *t) {
 
 /* Starts the next attempt of t now. */
 static void attempt_start(Client *c, Transfer *t, double now) {
-  CURL *e = pool_take(c);
-  buffer_clear(&t->x->body);
-  buffer_clear(&t->x->resp_headers);
+  CURL *e = attempt_buffers(c, t) ? pool_take(c) : NULL;
   t->cut = CUT_NONE;
-  t->x->errbuf[0] = '\0';
   t->status = 0;
   t->os_errno = 0;
   t->socket_errno = 0;
@@ -290,16 +312,26 @@ static void hold_new_attempts(Client *c, const Transfer *t, double until) {
 
 /* Starts queued transfers, oldest first, while slots are free and no rate
 ** limit holds them; with a budget (`until` > 0), only until then: the rest
-** start at the next poll. */
+** start at the next poll. The walk begins at c->scan_from, where the last
+** one left off (new transfers go to the tail): from the head, each of
+** 1,000 get_jobs started in a row walked past all those before it. */
 static void start_queued(Client *c, double now, double until) {
-  Transfer *t, *next;
+  Transfer *t, *next, *left = NULL; /* left: the first still queued */
   if (now < c->paused_until) return;
-  for (t = c->head; t && c->running < c->max_concurrency; t = next) {
+  for (t = c->scan_from ? c->scan_from : c->head; t && c->running < c->max_concurrency; t = next) {
     next = t->next;
-    if (t->state != T_QUEUED || now < held_until(c, t)) continue;
+    if (t->state != T_QUEUED) continue;
+    if (now < held_until(c, t)) {
+      if (left == NULL) left = t;
+      continue;
+    }
     attempt_start(c, t, now);
-    if (until > 0 && monotonic_seconds() > until) return;
+    if (until > 0 && monotonic_seconds() > until) {
+      t = next;
+      break;
+    }
   }
+  c->scan_from = left ? left : t ? t : c->tail;
 }
 
 /* Records the end of t's attempt: a retry as a due time, or the outcome. */
@@ -354,7 +386,10 @@ static void fire_due(Client *c, double now) {
   Transfer *t;
   for (t = c->head; t; t = t->next) {
     /* a retry waits for its on_retry to have run */
-    if (t->state == T_BACKOFF && t->due <= now && !t->notify_retry) t->state = T_QUEUED;
+    if (t->state == T_BACKOFF && t->due <= now && !t->notify_retry) {
+      t->state = T_QUEUED;
+      c->scan_from = NULL; /* queued again, anywhere in the list */
+    }
   }
 }
 

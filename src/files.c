@@ -197,7 +197,8 @@ static void stream_url(lua_State *L, Client *c, Transfer *t, int spec) {
   }
   for (i = 0; i < len; i++)
     if ((unsigned char)url[i] <= ' ' || (unsigned char)url[i] >= 0x7f) luaL_error(L, "stream: bad byte in the URL");
-  if ((!t->x->stream->presigned && !buffer_add(&t->x->url, c->base_url, c->base_url_len)) ||
+  if (!buffer_reserve_exact(&t->x->url, (t->x->stream->presigned ? 0 : c->base_url_len) + len) ||
+      (!t->x->stream->presigned && !buffer_add(&t->x->url, c->base_url, c->base_url_len)) ||
       !buffer_add(&t->x->url, url, len))
     luaL_error(L, "not enough memory");
 }

@@ -5,7 +5,8 @@
 */
 
 /* Pushes a new transfer of client c (or none, for c == NULL) for `mode`,
-** with the client's defaults; its buffers start from the client's spares. */
+** with the client's defaults; it holds no response buffer until its first
+** attempt (attempt.c). */
 static Transfer *transfer_new(lua_State *L, Client *c, Mode mode, const char *method) {
   /* A request has its Exchange right after its Transfer, a sleep its
   ** Timer (sizeof (Transfer) keeps either aligned). */
@@ -28,11 +29,6 @@ static Transfer *transfer_new(lua_State *L, Client *c, Mode mode, const char *me
     int idempotent = method && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0);
     t->policy = idempotent ? RETRY_TRANSIENT : RETRY_UNSENT;
     t->max_retries = c->max_retries;
-    if (c->spares > 0 && mode != MODE_TIMER) { /* a finished transfer's buffers: no malloc churn */
-      c->spares--;
-      buffer_move(&t->x->body, &c->spare_body[c->spares]);
-      buffer_move(&t->x->resp_headers, &c->spare_headers[c->spares]);
-    }
   }
   return t;
 }

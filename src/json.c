@@ -2,8 +2,10 @@
 ** json.c: JSON to Lua tables (lua-cjson plus atai's shaping rules) and Lua
 ** tables to JSON for request bodies.
 **
-** Decoding goes through a private lua-cjson instance (upvalue UV_DECODE of
-** every C function), then one walk applies atai's rules: a `null` object
+** Decoding takes a fast path of our own for well-formed objects and arrays,
+** which makes the shaped values directly; anything else goes through a
+** private lua-cjson instance (upvalue UV_DECODE of every C function), then
+** one walk applies atai's rules (the fast path applies the same ones): a `null` object
 ** member is dropped, a `null` array element stays as the sentinel
 ** (cjson.null, a NULL light userdata; vim.json's vim.NIL becomes it), and on 5.3+ integral numbers strictly
 ** within +-2^53 become integers (Debian's cjson 2.1.0 returns floats for all).
@@ -100,24 +102,294 @@ static void json_shape(lua_State *L, int null) {
   else json_shape_object(L, null);
 }
 
+/* ----------------------------------------------------------------------
+** The fast path: well-formed JSON whose top level is an object or an
+** array, decoded straight into shaped Lua values, without a walk. Given
+** anything unusual (a \u escape, a control byte in a string, a number of
+** 16+ digits, deep nesting, any syntax error, a top-level scalar) it gives
+** up and json_decode asks lua-cjson; so whatever it returns is what
+** cjson's decode plus json_shape returns for the same text (fuzz/
+** json_decode.c compares the two), and every error message is cjson's.
+** The shaping walk cost get_job a seventh of its instructions.
+** ---------------------------------------------------------------------- */
+
+#define JSON_FAST_DEPTH 64   /* deeper: cjson's path */
+#define JSON_FAST_DIGITS 15  /* an integer of at most this many digits is exact */
+
+typedef struct JsonIn {
+  lua_State *L;
+  const char *p, *end;
+  int depth;
+} JsonIn;
+
+static int fast_value(JsonIn *in);
+
+static void fast_ws(JsonIn *in) {
+  while (in->p < in->end && (*in->p == ' ' || *in->p == '\n' || *in->p == '\r' || *in->p == '\t')) in->p++;
+}
+
+/* The escape after a backslash, or 0 for one the fast path leaves to cjson (\u). */
+static char fast_escape(char c) {
+  switch (c) {
+    case '"': case '\\': case '/': return c;
+    case 'b': return '\b';
+    case 'f': return '\f';
+    case 'n': return '\n';
+    case 'r': return '\r';
+    case 't': return '\t';
+    default: return 0;
+  }
+}
+
+/* A string with escapes, from the opening quote at in->p. */
+static int fast_escaped_string(JsonIn *in) {
+  luaL_Buffer b;
+  const char *p = in->p + 1, *run = p;
+  luaL_buffinit(in->L, &b);
+  for (; p < in->end; p++) {
+    unsigned char ch = (unsigned char)*p;
+    if (ch == '"') {
+      luaL_addlstring(&b, run, (size_t)(p - run));
+      luaL_pushresult(&b);
+      in->p = p + 1;
+      return 1;
+    }
+    if (ch < 0x20) return 0;
+    if (ch == '\\') {
+      char e = p + 1 < in->end ? fast_escape(p[1]) : 0;
+      if (e == 0) return 0;
+      luaL_addlstring(&b, run, (size_t)(p - run));
+      luaL_addchar(&b, e);
+      run = ++p + 1;
+    }
+  }
+  return 0;
+}
+
+/* A string, from the opening quote at in->p; one without escapes is pushed
+** straight from the text. */
+static int fast_string(JsonIn *in) {
+  const char *p = in->p + 1;
+  for (; p < in->end; p++) {
+    unsigned char ch = (unsigned char)*p;
+    if (ch == '"') {
+      lua_pushlstring(in->L, in->p + 1, (size_t)(p - in->p - 1));
+      in->p = p + 1;
+      return 1;
+    }
+    if (ch == '\\') return fast_escaped_string(in);
+    if (ch < 0x20) return 0;
+  }
+  return 0;
+}
+
+/* Skips digits; returns how many. */
+static size_t fast_digits(JsonIn *in) {
+  const char *start = in->p;
+  while (in->p < in->end && *in->p >= '0' && *in->p <= '9') in->p++;
+  return (size_t)(in->p - start);
+}
+
+/* A number with a fraction or an exponent (the token is start..in->p):
+** the value Lua reads from it (strtod's, whatever the locale), shaped. */
+static int fast_float(JsonIn *in, const char *start) {
+#if LUA_VERSION_NUM >= 503
+  char token[64];
+  size_t len = (size_t)(in->p - start);
+  if (len >= sizeof token) return 0;
+  memcpy(token, start, len);
+  token[len] = '\0';
+  if (lua_stringtonumber(in->L, token) != len + 1) return 0;
+  if (json_push_integer(in->L)) lua_remove(in->L, -2);
+  return 1;
+#else
+  (void)in;
+  (void)start;
+  return 0;
+#endif
+}
+
+/* A number, by JSON's grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+static int fast_number(JsonIn *in) {
+  const char *start = in->p;
+  int neg = *in->p == '-';
+  size_t digits;
+  if (neg) in->p++;
+  digits = fast_digits(in);
+  if (digits == 0 || (digits > 1 && start[neg] == '0')) return 0;
+  if (in->p < in->end && (*in->p == '.' || *in->p == 'e' || *in->p == 'E')) {
+    if (*in->p == '.') {
+      in->p++;
+      if (fast_digits(in) == 0) return 0;
+    }
+    if (in->p < in->end && (*in->p == 'e' || *in->p == 'E')) {
+      in->p++;
+      if (in->p < in->end && (*in->p == '+' || *in->p == '-')) in->p++;
+      if (fast_digits(in) == 0) return 0;
+    }
+    return fast_float(in, start);
+  }
+  if (digits > JSON_FAST_DIGITS) return 0;
+  {
+    const char *d = start + neg;
+    lua_Integer v = 0;
+    for (; d < in->p; d++) v = v * 10 + (*d - '0');
+#if LUA_VERSION_NUM >= 503
+    lua_pushinteger(in->L, neg ? -v : v);
+#else
+    lua_pushnumber(in->L, neg ? -(lua_Number)v : (lua_Number)v);
+#endif
+  }
+  return 1;
+}
+
+/* true, false or null (a NULL light userdata: arrays keep it, objects
+** drop their null members). */
+static int fast_literal(JsonIn *in) {
+  size_t left = (size_t)(in->end - in->p);
+  if (left >= 4 && memcmp(in->p, "true", 4) == 0) {
+    lua_pushboolean(in->L, 1);
+    in->p += 4;
+  } else if (left >= 5 && memcmp(in->p, "false", 5) == 0) {
+    lua_pushboolean(in->L, 0);
+    in->p += 5;
+  } else if (left >= 4 && memcmp(in->p, "null", 4) == 0) {
+    lua_pushlightuserdata(in->L, NULL);
+    in->p += 4;
+  } else {
+    return 0;
+  }
+  return 1;
+}
+
+/* Whether the next byte (after blanks) is `ch`, skipping it when it is. */
+static int fast_take(JsonIn *in, char ch) {
+  fast_ws(in);
+  if (in->p < in->end && *in->p == ch) {
+    in->p++;
+    return 1;
+  }
+  return 0;
+}
+
+/* One member into the object below the key and value on top: a null
+** clears the key (a duplicate key's last value wins, as in cjson). */
+static void fast_set_member(lua_State *L) {
+  if (lua_type(L, -1) == LUA_TLIGHTUSERDATA && lua_touserdata(L, -1) == NULL) {
+    lua_pop(L, 1);
+    lua_pushvalue(L, -1);
+    lua_rawget(L, -3);
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 2);
+      return;
+    }
+    lua_pop(L, 1);
+    lua_pushnil(L);
+  }
+  lua_rawset(L, -3);
+}
+
+/* An object, from its '{' at in->p. */
+static int fast_object(JsonIn *in) {
+  in->p++;
+  lua_newtable(in->L);
+  if (fast_take(in, '}')) return 1;
+  do {
+    fast_ws(in);
+    if (in->p >= in->end || *in->p != '"' || !fast_string(in)) return 0;
+    if (!fast_take(in, ':')) return 0;
+    fast_ws(in);
+    if (!fast_value(in)) return 0;
+    fast_set_member(in->L);
+  } while (fast_take(in, ','));
+  return fast_take(in, '}');
+}
+
+/* An array, from its '[' at in->p: nulls keep their place. */
+static int fast_array(JsonIn *in) {
+  int n = 0;
+  in->p++;
+  lua_newtable(in->L);
+  if (fast_take(in, ']')) return 1;
+  do {
+    fast_ws(in);
+    if (!fast_value(in)) return 0;
+    lua_rawseti(in->L, -2, ++n);
+  } while (fast_take(in, ','));
+  return fast_take(in, ']');
+}
+
+/* Any value at in->p (blanks skipped before it). */
+static int fast_value(JsonIn *in) {
+  int ok;
+  if (in->p >= in->end) return 0;
+  switch (*in->p) {
+    case '{':
+    case '[':
+      if (in->depth >= JSON_FAST_DEPTH || !lua_checkstack(in->L, 4)) return 0;
+      in->depth++;
+      ok = *in->p == '{' ? fast_object(in) : fast_array(in);
+      in->depth--;
+      return ok;
+    case '"': return fast_string(in);
+    case 't': case 'f': case 'n': return fast_literal(in);
+    default: return (*in->p == '-' || (*in->p >= '0' && *in->p <= '9')) && fast_number(in);
+  }
+}
+
+/* fast_decode(text) -> value, true | nothing when cjson must judge the text.
+** Run under lua_pcall: running out of memory gives cjson its turn too. */
+static int json_fast_decode(lua_State *L) {
+  size_t len;
+  JsonIn in;
+  in.L = L;
+  in.p = lua_tolstring(L, 1, &len);
+  in.end = in.p + len;
+  in.depth = 0;
+  fast_ws(&in);
+  if (in.p >= in.end || (*in.p != '{' && *in.p != '[')) return 0;
+  if (!fast_value(&in)) return 0;
+  fast_ws(&in);
+  if (in.p != in.end) return 0;
+  lua_pushboolean(L, 1);
+  return 2;
+}
+
 /* Decodes `len` bytes of JSON. On success pushes the shaped value and
-** returns 1; on malformed input pushes cjson's message and returns 0. */
+** returns 1; on malformed input pushes cjson's message and returns 0. The
+** fast path first; cjson and the walk when it gives up. */
 static int json_decode(lua_State *L, const char *data, size_t len) {
-  int null;
+  int null, text;
+  lua_pushlstring(L, data, len);
+  text = lua_gettop(L);
+  lua_pushcfunction(L, json_fast_decode);
+  lua_pushvalue(L, text);
+  if (lua_pcall(L, 1, 2, 0) == LUA_OK) {
+    if (lua_toboolean(L, -1)) {
+      lua_pop(L, 1);
+      lua_remove(L, text);
+      return 1;
+    }
+    lua_pop(L, 2);
+  } else {
+    lua_pop(L, 1); /* out of memory: cjson's turn, as before */
+  }
   lua_getfield(L, LUA_REGISTRYINDEX, JSON_NULL_KEY);
   null = lua_gettop(L);
   lua_pushvalue(L, lua_upvalueindex(UV_DECODE));
-  lua_pushlstring(L, data, len);
+  lua_pushvalue(L, text);
   if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
     if (lua_type(L, -1) != LUA_TSTRING) {
       lua_pop(L, 1);
       lua_pushliteral(L, "invalid JSON");
     }
     lua_remove(L, null);
+    lua_remove(L, text);
     return 0;
   }
   json_shape(L, null);
   lua_remove(L, null);
+  lua_remove(L, text);
   return 1;
 }
 

@@ -12,7 +12,9 @@ local config -- loaded once atai.core is known to fit this Lua
 -- fits this Lua but the host program does not export its Lua API.
 local COMMON_SYMBOLS = { "lua_gettop", "lua_settop", "lua_pushvalue", "lua_type", "lua_pushnil",
   "lua_pushboolean", "lua_pushstring", "lua_createtable", "lua_rawgeti", "lua_error",
-  "luaL_checkudata", "luaL_error", "luaL_ref", "luaL_unref", "luaL_newmetatable", "lua_pushlstring" }
+  "luaL_checkudata", "luaL_error", "luaL_ref", "luaL_unref", "luaL_newmetatable", "lua_pushlstring",
+  "lua_checkstack", "lua_rawget", "lua_rawset", "lua_pushlightuserdata", "lua_touserdata", "luaL_buffinit",
+  "luaL_addlstring", "luaL_pushresult" }
 
 -- Loads atai.core, turning the dynamic linker's "undefined symbol" into
 -- advice: a module built for another Lua (5.4's in Neovim's LuaJIT), or a
