@@ -255,6 +255,7 @@ env:
 # narrows it (e.g. LINT_FILES=spec).
 LINT_FILES ?= .
 callgraph:
+	@$(MAKE) --no-print-directory deps LUA=lua5.4
 	lua5.4 scripts/callgraph.lua
 
 lint:

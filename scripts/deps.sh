@@ -11,8 +11,9 @@ lua=${1:-lua5.4}
 [ $# -gt 0 ] && shift
 
 # Always: the compiler, libcurl, the fake server's Lua 5.4, cjson, LuaSocket, busted,
-# openssl(1) for the TLS specs, and luv (libuv for every Lua) for the atai.uv spec.
-packages="gcc make pkg-config libcurl4-openssl-dev lua5.4 liblua5.4-dev lua-cjson lua-socket lua-busted openssl lua-luv"
+# openssl(1) for the TLS specs, luv (libuv for every Lua) for the atai.uv spec,
+# and man-db (man -l) for the CLI spec's and rock-check's man page checks.
+packages="gcc make pkg-config libcurl4-openssl-dev lua5.4 liblua5.4-dev lua-cjson lua-socket lua-busted openssl lua-luv man-db"
 
 case "$lua" in
   lua5.1) packages="$packages lua5.1 liblua5.1-0-dev" ;;
