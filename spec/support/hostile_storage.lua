@@ -30,11 +30,8 @@
 local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
 package.path = here .. "/?.lua;" .. package.path
 
-local socket = require("socket")
 local http = require("fake_api.http")
 local sched = require("fake_api.sched")
-
-local now = socket.gettime
 
 local ENDLESS_CAP = 256 * 1024 * 1024 -- /endless gives up after this
 local PIECE = 64 * 1024
@@ -154,25 +151,4 @@ local function serve_connection(conn)
   conn:close()
 end
 
-local function main(argv)
-  local port, ttl = 0, 300
-  for i = 1, #argv, 2 do
-    local value = tonumber(argv[i + 1])
-    if argv[i] == "--port" and value then port = value
-    elseif argv[i] == "--ttl" and value then ttl = value
-    else io.stderr:write("usage: hostile_storage.lua [--port N] [--ttl SECONDS]\n"); os.exit(2) end
-  end
-  local listener = assert(socket.bind("127.0.0.1", port, 128))
-  listener:settimeout(0)
-  io.stdout:write("PORT ", select(2, listener:getsockname()), "\n")
-  io.stdout:flush()
-  local started = now()
-  while not stopping and now() - started < ttl do
-    sched.step(listener, function() http.accept_all(listener, serve_connection) end, 1.0)
-  end
-  listener:close()
-  sched.close_all()
-  os.exit(0)
-end
-
-main(arg or {})
+require("fake_api.listen").main("hostile_storage.lua", arg or {}, serve_connection, function() return stopping end)
