@@ -55,6 +55,7 @@
     control.lua    the control API under /_fake/ (reset, faults, config, stats, shutdown)
     demo.lua       opt-in demo jobs (--demo-jobs) and the user-mode listing (--user)
     serve.lua      connections and the main loop
+    listen.lua     the main loop of hostile_server.lua and hostile_storage.lua
 
   The API key is never written anywhere but in the --user listing (meant for pasting):
   logs go to stderr (only with --verbose) and the request log replaces the
