@@ -87,6 +87,18 @@ function harness.quantile(xs, q)
 end
 
 harness.cpu = os.clock
+
+--- This process's resident set (KiB) after two full collections; measure
+--- `name` fails without /proc/self/status.
+function harness.rss_kib(name)
+  collectgarbage("collect")
+  collectgarbage("collect")
+  local f = assert(io.open("/proc/self/status"))
+  local status = f:read("*a")
+  f:close()
+  return tonumber(status:match("VmRSS:%s*(%d+)")) or harness.fail(name, "no VmRSS in /proc/self/status")
+end
+
 harness.now = atai.core.now
 
 --- Fails the run (exit 1) when a call did not return what it should.

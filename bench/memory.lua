@@ -21,14 +21,7 @@ harness.need_engine("memory", "async", "wait_all")
 local atai = harness.atai
 local client, ids = harness.client(port, { max_concurrency = batch }), harness.ids(batch)
 
-local function rss_kib()
-  collectgarbage("collect")
-  collectgarbage("collect")
-  local f = assert(io.open("/proc/self/status"))
-  local status = f:read("*a")
-  f:close()
-  return tonumber(status:match("VmRSS:%s*(%d+)")) or harness.fail("memory", "no VmRSS in /proc/self/status")
-end
+local function rss_kib() return harness.rss_kib("memory") end
 
 local finished, rss_mark = 0, nil
 while finished < n do

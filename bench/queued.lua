@@ -16,14 +16,7 @@ local port, n = harness.args("PORT N", 1, 1)
 harness.need_engine("queued", "async")
 local client = harness.client(port, { max_concurrency = 1 })
 
-local function rss_kib()
-  collectgarbage("collect")
-  collectgarbage("collect")
-  local f = assert(io.open("/proc/self/status"))
-  local status = f:read("*a")
-  f:close()
-  return tonumber(status:match("VmRSS:%s*(%d+)")) or harness.fail("queued", "no VmRSS in /proc/self/status")
-end
+local function rss_kib() return harness.rss_kib("queued") end
 
 local ids = harness.ids(n)
 local handles = {}

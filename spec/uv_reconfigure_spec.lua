@@ -10,20 +10,7 @@ local atai_uv = require("atai.uv")
 
 local SEED = "job_2abc3def4ghi5jkl6mno7pqr"
 
--- Runs the loop until nothing keeps it alive; fails after `seconds` (a bound
--- for a hang, never reached by a passing test). The watchdog is unref'd.
-local function run_loop(seconds)
-  local watchdog, stuck = uv.new_timer(), false
-  watchdog:start(math.floor(seconds * 1000), 0, function()
-    stuck = true
-    uv.stop()
-  end)
-  watchdog:unref()
-  uv.run()
-  watchdog:close()
-  uv.run("nowait")
-  assert(not stuck, ("the loop was still busy after %d s"):format(seconds))
-end
+local run_loop = require("spec.support.uv_loop").run
 
 describe("atai.uv on the default client", function()
   local t = fake_api({ max_retries = 0 })
