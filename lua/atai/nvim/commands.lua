@@ -63,22 +63,33 @@ local function retry(ids)
   end)
 end
 
+-- Progress of a transfer as notifications: "<label>: N%" replaced in place
+-- when the notify function supports it (nvim-notify), else one message per
+-- 10 % step; done(text, level) is the final one (replacing the last).
+local function progress_notifier(label)
+  local record, step
+  local function notify(text, level)
+    local r = an.notify(text, level, record and { replace = record } or nil)
+    if type(r) == "table" then record = r end
+  end
+  return {
+    on_progress = function(p)
+      local total = p.bytes_total or 0
+      local pct = total > 0 and math.floor((p.bytes_done or 0) * 100 / total) or 0
+      if record == nil and step ~= nil and math.floor(pct / 10) <= step then return end
+      step = math.floor(pct / 10)
+      notify(("%s: %d%%"):format(label, pct), LEVELS.INFO)
+    end,
+    done = notify,
+  }
+end
+
 -- :Atai outputs ID [DIR]: download_outputs with progress notifications.
 local function outputs(args)
   local id, dir = args[1], full_path(args[2] or vim.fn.getcwd())
-  local record, step
+  local progress = progress_notifier("outputs of " .. id)
   an.call("outputs " .. id, function(c)
-    return c.async:download_outputs(id, dir, {
-      on_progress = function(p)
-        local total = p.bytes_total or 0
-        local pct = total > 0 and math.floor((p.bytes_done or 0) * 100 / total) or 0
-        if record == nil and step ~= nil and math.floor(pct / 10) <= step then return end
-        step = math.floor(pct / 10)
-        local r = an.notify(("outputs of %s: %d%%"):format(id, pct), LEVELS.INFO,
-          record and { replace = record } or nil)
-        if type(r) == "table" then record = r end
-      end,
-    })
+    return c.async:download_outputs(id, dir, { on_progress = progress.on_progress })
   end, function(summary)
     local failed = #summary.failed
     local text = ("outputs of %s into %s: %d downloaded, %d already there, %d failed"):format(
@@ -86,7 +97,7 @@ local function outputs(args)
     if failed > 0 then
       text = text .. " (first: " .. tostring(summary.failed[1].err) .. ")"
     end
-    an.notify(text, failed > 0 and LEVELS.ERROR or LEVELS.INFO, record and { replace = record } or nil)
+    progress.done(text, failed > 0 and LEVELS.ERROR or LEVELS.INFO)
   end)
 end
 
@@ -94,23 +105,11 @@ end
 local function upload(args)
   local path = full_path(args[1])
   local name = vim.fn.fnamemodify(path, ":t")
-  local record, step
+  local progress = progress_notifier("upload " .. name)
   an.call("upload " .. name, function(c)
-    return c.async:upload_file(path, {
-      name = name,
-      on_progress = function(p)
-        local total = p.bytes_total or 0
-        local pct = total > 0 and math.floor((p.bytes_done or 0) * 100 / total) or 0
-        if record == nil and step ~= nil and math.floor(pct / 10) <= step then return end
-        step = math.floor(pct / 10)
-        local r = an.notify(("upload %s: %d%%"):format(name, pct), LEVELS.INFO,
-          record and { replace = record } or nil)
-        if type(r) == "table" then record = r end
-      end,
-    })
+    return c.async:upload_file(path, { name = name, on_progress = progress.on_progress })
   end, function(file)
-    an.notify(("uploaded %s as %s"):format(name, tostring(file.file_id)), LEVELS.INFO,
-      record and { replace = record } or nil)
+    progress.done(("uploaded %s as %s"):format(name, tostring(file.file_id)), LEVELS.INFO)
   end)
 end
 
