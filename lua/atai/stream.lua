@@ -132,17 +132,23 @@ stream.RATE_WINDOW = 5
 function stream.batch(client, on_progress, files_total, bytes_total, extra)
   return setmetatable({ client = client, active = {}, n = 0, finished = {}, on_progress = on_progress,
     files_total = files_total, bytes_total = bytes_total, files_done = 0, bytes_settled = 0,
-    samples = {}, extra = extra, deadlines = setmetatable({}, { __mode = "k" }) }, Batch)
+    rate = stream.meter(), extra = extra, deadlines = setmetatable({}, { __mode = "k" }) }, Batch)
 end
 
--- The moving average of the rate: bytes over the last RATE_WINDOW seconds
--- of reports (0 until two reports are apart in time).
-local function rate(samples, now, done)
-  samples[#samples + 1] = { now, done }
-  while #samples > 2 and now - samples[2][1] >= stream.RATE_WINDOW do table.remove(samples, 1) end
-  local first = samples[1]
-  if now - first[1] <= 0 then return 0 end
-  return math.max(done - first[2], 0) / (now - first[1])
+--- A rate meter: meter(bytes_done, now) -> bytes per second over the last
+--- RATE_WINDOW seconds of reports, or nil until they span more than
+--- `min_span` seconds (default 0: two reports apart in time). The batches'
+--- p.bytes_per_second and the command line's transfer bars use it.
+function stream.meter(min_span)
+  local samples = {}
+  return function(done, now)
+    samples[#samples + 1] = { now, done }
+    while #samples > 2 and now - samples[2][1] >= stream.RATE_WINDOW do table.remove(samples, 1) end
+    local first = samples[1]
+    local span = now - first[1]
+    if span <= 0 or span < (min_span or 0) then return nil end
+    return math.max(done - first[2], 0) / span
+  end
 end
 
 -- batch.deadline_of(item) -> the core.now() time by which an item's
@@ -233,7 +239,7 @@ function Batch:report()
   end
   local done = self.bytes_settled + moving
   local p = { bytes_done = done, bytes_total = total, files_done = self.files_done,
-    files_total = self.files_total, bytes_per_second = rate(self.samples, core.now(), done) }
+    files_total = self.files_total, bytes_per_second = self.rate(done, core.now()) or 0 }
   for k, v in pairs(self.extra or {}) do p[k] = v end
   local ok, err = pcall(self.on_progress, p)
   return ok, err

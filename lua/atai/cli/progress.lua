@@ -4,6 +4,7 @@
 
 local atai = require("atai")
 local output = require("atai.cli.output")
+local stream = require("atai.stream")
 
 local escape, paint = output.escape, output.paint
 
@@ -75,7 +76,6 @@ end
 
 -- ------------------------------------------------------------ transfers
 
-local RATE_WINDOW = 5 -- seconds of samples in the moving average of the rate
 local RATE_MIN_SPAN = 0.5 -- seconds of samples before a rate is shown (bursts)
 
 --- "1:05", "1:02:03": an ETA in seconds.
@@ -86,18 +86,9 @@ function progress.clock(seconds)
   return ("%d:%02d"):format(m, s)
 end
 
---- A rate meter: feed(bytes_done, now) -> bytes per second over the last
---- RATE_WINDOW seconds (nil until the samples span RATE_MIN_SPAN).
-function progress.meter()
-  local samples = {}
-  return function(done, now)
-    samples[#samples + 1] = { now, done }
-    while #samples > 2 and now - samples[2][1] >= RATE_WINDOW do table.remove(samples, 1) end
-    local first = samples[1]
-    if now - first[1] < RATE_MIN_SPAN then return nil end
-    return (done - first[2]) / (now - first[1])
-  end
-end
+--- A rate meter (atai.stream's): feed(bytes_done, now) -> bytes per
+--- second over the last 5 s, nil until the samples span RATE_MIN_SPAN.
+function progress.meter() return stream.meter(RATE_MIN_SPAN) end
 
 --- The line of an upload or download progress p = {bytes_done, bytes_total,
 --- files_done, files_total}: a bar, the bytes, the files, rate and ETA.
@@ -121,14 +112,15 @@ function progress.transfer_line(label, p, rate)
 end
 
 --- An on_progress that redraws one line on a terminal (stderr), and its
---- finish() that ends the line; nothing off a terminal. The rate is
---- p.bytes_per_second when the library gives it, else a moving average.
+--- finish() that ends the line; nothing off a terminal. The rate is the
+--- meter's (the library's p.bytes_per_second, but shown only once the
+--- samples span RATE_MIN_SPAN, so that a first burst is no rate).
 function progress.transfer(ctx, label)
   if not ctx.live_stderr then return nil, function() end end
   local out, width, drawn = ctx.out, ctx.out:terminal_width(), false
   local meter = progress.meter()
   local function draw(p)
-    local rate = p.bytes_per_second or meter(p.bytes_done, atai.core.now())
+    local rate = meter(p.bytes_done, atai.core.now())
     out:write("stderr", "\r\27[K", progress.transfer_line(label, p, rate):sub(1, width - 1))
     out:flush("stderr")
     drawn = true
