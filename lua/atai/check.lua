@@ -35,11 +35,15 @@ function check.id(fname, n, value, name)
   return value
 end
 
---- Raises unless `value` (a string) is fit for an HTTP header or a
---- multipart part header: no control byte (C0, tab included, or DEL),
---- which could end the header and start another. `what` names it.
+--- Whether `v` is a string fit for an HTTP header or a multipart part
+--- header: no control byte (C0, tab included, or DEL), which could end the
+--- header and start another.
+function check.is_header_text(v) return type(v) == "string" and not v:find("%c") end
+
+--- Raises unless `value` (a string, or nil) is header text (above); `what`
+--- names it.
 function check.header_text(fname, n, what, value)
-  if type(value) == "string" and value:find("%c") then
+  if type(value) == "string" and not check.is_header_text(value) then
     check.fail(fname, n, what .. ": a control byte (C0 or DEL) is not allowed in a header value")
   end
   return value

@@ -23,8 +23,7 @@ config.API_VERSION_PATH = "/v0.5"
 
 local is_number = check.is_number
 local function is_whole(v) return is_number(v) and v == math.floor(v) end
--- A header value: no control characters (CR/LF would inject headers).
-local function is_header_text(v) return type(v) == "string" and not v:find("%c") end
+local is_header_text = check.is_header_text -- no control bytes (CR/LF would inject headers)
 local function is_nonempty(v) return type(v) == "string" and v ~= "" end
 
 -- A list of non-empty strings, or one.
