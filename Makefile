@@ -150,7 +150,7 @@ fake-server:
 memcheck:
 	@$(MAKE) --no-print-directory deps DEPS_EXTRA=valgrind
 	@$(MAKE) --no-print-directory $(SO)
-	$(BUSTED_ENV) ATAI_TEST_BIG_MB=4 LD_PRELOAD="$$(pkg-config --variable=libdir libcurl)/libcurl.so.4 $$(pkg-config --variable=libdir libcurl)/liblua5.4-luv.so.0" \
+	$(BUSTED_ENV) ATAI_TEST_BIG_MB=4 ATAI_TEST_SLOW=1 LD_PRELOAD="$$(pkg-config --variable=libdir libcurl)/libcurl.so.4 $$(pkg-config --variable=libdir libcurl)/liblua5.4-luv.so.0" \
 	  valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect \
 	  --errors-for-leak-kinds=definite,indirect --error-exitcode=99 \
 	  --suppressions=spec/support/valgrind.supp $(BUSTED_RUN) --exclude-pattern=cli_spec

@@ -35,7 +35,11 @@ end
 describe("atai in several threads", function()
   local srv
 
-  setup(function() srv = server.start { latency = 300 } end)
+  -- Every request must reach the server before the first answer leaves it:
+  -- each answer waits 300 ms, 1500 ms under make memcheck (ATAI_TEST_SLOW),
+  -- where valgrind runs the threads one at a time and loading atai in each
+  -- can take longer than 300 ms.
+  setup(function() srv = server.start { latency = os.getenv("ATAI_TEST_SLOW") and 1500 or 300 } end)
   teardown(function() srv:stop() end)
 
   it("each thread loads atai, makes its own client and fetches jobs, all at once", function()
