@@ -149,7 +149,7 @@ fake-server:
 
 memcheck:
 	@$(MAKE) --no-print-directory deps DEPS_EXTRA=valgrind
-	@$(MAKE) --no-print-directory $(SO)
+	@$(MAKE) --no-print-directory $(SO) $(HOST)
 	$(BUSTED_ENV) ATAI_TEST_BIG_MB=4 ATAI_TEST_SLOW=1 LD_PRELOAD="$$(pkg-config --variable=libdir libcurl)/libcurl.so.4 $$(pkg-config --variable=libdir libcurl)/liblua5.4-luv.so.0" \
 	  valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect \
 	  --errors-for-leak-kinds=definite,indirect --error-exitcode=99 \
@@ -300,7 +300,7 @@ $(SAN_SO): $(SOURCES)
 
 sanitize:
 	@$(MAKE) --no-print-directory deps LUA=lua5.4 DEPS_EXTRA='$(SAN_DEPS)'
-	@$(MAKE) --no-print-directory $(SAN_SO)
+	@$(MAKE) --no-print-directory $(SAN_SO) $(HOST)
 	@sh scripts/sanitize.sh $(SAN_BUILD) "$(SAN_RUNTIME)" $(SYMBOLIZER) $(BUSTED_ARGS)
 
 # One libFuzzer binary per fuzz/<name>.c; they include the src/ files they test.
